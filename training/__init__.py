@@ -1,0 +1,1 @@
+"""Offline trainer: trains the batchnorm and plain variants under identical conditions."""

@@ -1,0 +1,143 @@
+"""Command line: `python -m training [train] ...` (default), `study`, `evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from survival.checkpoint import CheckpointError, load_pair, save_run
+from training.data import DataError, load_csv
+from training.loop import TrainConfig
+from training.run import RunResult, resolve_device, train_run
+
+DEFAULT_DATA_PATH = Path("data/titanic.csv")
+DEFAULT_MODEL_DIR = Path("models")
+# Measured (bench/bench_train.py): at this model size a second thread only adds synchronisation.
+DEFAULT_THREADS = 1
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def batch_size(text: str) -> int:
+    """argparse type: a batch size >= 2 (BatchNorm needs two rows to compute a variance)."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 (BatchNorm needs two rows per batch), got {value}")
+    return value
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Flags every subcommand shares."""
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_PATH, help="labelled CSV (default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default: %(default)s")
+    parser.add_argument(
+        "--threads", type=positive_int, default=DEFAULT_THREADS, help="torch CPU threads (default: %(default)s)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The parser of the default `train` command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train the batchnorm and plain variants under identical conditions and write both checkpoints. "
+        "Other commands: `python -m training study --help`, `python -m training evaluate --help`.",
+    )
+    add_common(parser)
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="split, init and batch-order seed (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=200, help="default: %(default)s")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--batch-size", type=batch_size, default=32, help="default: %(default)s")
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[16, 8], help="default: 16 8")
+    parser.add_argument("--standardize", action="store_true", help="z-score the inputs (off in the experiment)")
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="exit 0 at once when a complete, loadable pair of checkpoints already exists (env RETRAIN=1 overrides)",
+    )
+    return parser
+
+
+def run_train(argv: Sequence[str]) -> int:
+    """Train both variants and write the checkpoint pair."""
+    args = train_parser().parse_args(argv)
+    if args.if_missing and os.environ.get("RETRAIN", "").lower() not in ("1", "true", "yes"):
+        try:
+            pair = load_pair(args.out)
+        except CheckpointError as exc:
+            print(f"no usable checkpoints ({exc}); training", file=sys.stderr)
+        else:
+            run_id = next(iter(pair.values())).metadata.run_id
+            print(f"checkpoints of run {run_id} already in {args.out}; not retraining (set RETRAIN=1 to force)")
+            return 0
+    torch.set_num_threads(args.threads)
+    dataset = load_csv(args.data)
+    config = TrainConfig(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        hidden=tuple(args.hidden),
+        seed=args.seed,
+        standardize=args.standardize,
+        device=resolve_device(args.device),
+    )
+    result = train_run(dataset, config, progress=not args.quiet)
+    run_dir = save_run(args.out, result.run_id, result.checkpoint_payload())
+    print(summary(result))
+    print(f"wrote {run_dir} (linked as {args.out / 'current'})")
+    return 0
+
+
+def summary(result: RunResult) -> str:
+    """A small table of the final-epoch validation metrics."""
+    d = result.data
+    lines = [
+        f"data {d.file_name} sha256 {d.sha256[:12]}: {d.n_train} train / {d.n_val} validation rows, "
+        f"seed {result.config.seed}, {result.config.epochs} epochs",
+        f"{'variant':<10} {'accuracy':>8} {'log_loss':>8} {'roc_auc':>8} {'f1':>6} {'brier':>6}",
+    ]
+    for name, v in result.variants.items():
+        m = v.metrics
+        auc = f"{m.roc_auc:.3f}" if m.roc_auc is not None else "n/a"
+        lines.append(f"{name:<10} {m.accuracy:>8.3f} {m.log_loss:>8.3f} {auc:>8} {m.f1:>6.3f} {m.brier:>6.3f}")
+    lines.append(f"{'majority':<10} {result.baseline.majority_accuracy:>8.3f}  (always predicts the majority class)")
+    return "\n".join(lines)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"train": run_train}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a command; bad data or settings end with one clear line and exit status 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command: Callable[[Sequence[str]], int] = run_train
+    if args and args[0] in COMMANDS:
+        command = COMMANDS[args.pop(0)]
+    try:
+        return command(args)
+    except (DataError, CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; previous checkpoints are untouched", file=sys.stderr)
+        return 130
