@@ -1,0 +1,1 @@
+"""The prediction service: both checkpoints served side by side over HTTP."""

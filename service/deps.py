@@ -1,0 +1,37 @@
+"""FastAPI dependencies, each defined once as an Annotated alias."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.config import Settings
+from service.errors import ApiError
+from service.registry import Registry
+from service.telemetry import Telemetry
+
+
+def get_settings_of_app(request: Request) -> Settings:
+    """The settings this app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_registry(request: Request) -> Registry:
+    """The loaded models, or 503 while they are not loaded."""
+    registry: Registry | None = getattr(request.app.state, "registry", None)
+    if registry is None:
+        raise ApiError(503, "models are not loaded yet")
+    return registry
+
+
+def get_telemetry(request: Request) -> Telemetry:
+    """The app's Prometheus metrics."""
+    telemetry: Telemetry = request.app.state.telemetry
+    return telemetry
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]

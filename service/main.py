@@ -1,0 +1,99 @@
+"""The FastAPI app: create_app() wires settings, models (loaded in the lifespan), routes and error handlers.
+
+Run with `uvicorn service.main:app`; settings come from environment variables (see service/config.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from service.config import Settings, get_settings
+from service.errors import install_error_handlers
+from service.registry import Registry
+from service.routes import health, metrics, models, predict
+from service.schemas import Passenger, PassengerBatch
+from service.telemetry import Telemetry, TelemetryMiddleware
+from survival.checkpoint import CheckpointError
+
+logger = logging.getLogger("service")
+STATIC_DIR = Path(__file__).resolve().parent / "dashboard" / "static"
+DESCRIPTION = """Survival predictions from two versions of the same network, trained under identical conditions:
+`batchnorm` (Linear -> BatchNorm1d -> ReLU) and `plain` (Linear -> ReLU). Both answer by default.
+Validation metrics and the training curves are at `GET /metrics` (a dashboard in a browser)."""
+
+
+def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = False) -> FastAPI:
+    """Build the app; the models load when it starts (lifespan), not at import.
+
+    With `exit_on_load_error` a bad checkpoint ends the process with one line on stderr and
+    status 1 (what a server should do); without it the CheckpointError propagates (tests).
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.torch_threads)
+        try:
+            app.state.registry = Registry.load(settings.model_dir)
+        except CheckpointError as exc:
+            if not exit_on_load_error:
+                raise
+            # One clear line instead of the traceback that an exception here would print.
+            print(f"error: cannot load the models: {exc}", file=sys.stderr, flush=True)
+            os._exit(1)
+        registry: Registry = app.state.registry
+        for name, served in registry.models.items():
+            app.state.telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
+        logger.info("serving run %s from %s", registry.run_id, settings.model_dir)
+        yield
+        app.state.registry = None
+
+    app = FastAPI(
+        title="Titanic survival: BatchNorm vs plain",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = None
+    app.state.telemetry = Telemetry()
+    app.state.study = metrics.StudyCache(settings.model_dir / metrics.STUDY_FILE)
+    install_error_handlers(app)
+    app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)
+    for module in (predict, health, models, metrics):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/metrics")
+
+    def openapi() -> dict[str, Any]:
+        # POST /predict reads its body itself (JSON or CSV), so its request schemas are added here.
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (Passenger, PassengerBatch):
+                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(definition.pop("$defs", {}))
+                components[model.__name__] = definition
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+app = create_app(exit_on_load_error=True)

@@ -1,0 +1,116 @@
+"""GET /metrics (JSON for programs, the dashboard for browsers) and GET /metrics/prometheus."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.dashboard.render import render_dashboard
+from service.deps import RegistryDep, TelemetryDep
+from service.negotiation import preferred
+from service.registry import Registry, ServedModel
+from service.schemas import MetricsReport, ModelMetrics
+from survival.study import StudyReport, load_study
+
+router = APIRouter(tags=["metrics"])
+logger = logging.getLogger("service")
+
+STUDY_FILE: Final[str] = "study.json"
+METRICS_TYPES: Final[tuple[str, ...]] = ("application/json", "text/html")
+# The dashboard's scripts and styles come from /static only; the data rides in a non-executed JSON block.
+DASHBOARD_CSP: Final[str] = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class StudyCache:
+    """study.json, re-read only when its modification time changes (the study may finish after start-up)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: float | None = None
+        self._report: StudyReport | None = None
+
+    def get(self) -> StudyReport | None:
+        """The current study report, or None when there is none (or it is unreadable, which is logged)."""
+        try:
+            stamp = self.path.stat().st_mtime
+        except OSError:
+            return None
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self._report = load_study(self.path)
+                except ValueError as exc:
+                    logger.warning("ignoring %s: %s", self.path.name, exc)
+                    self._report = None
+                self._stamp = stamp
+            return self._report
+
+
+def training_summary(served: ServedModel) -> dict[str, Any]:
+    """The run's settings as the dashboard lists them."""
+    meta = served.metadata
+    hyper = meta.hyperparameters
+    return {
+        "run_id": meta.run_id,
+        "created_at": meta.created_at,
+        "seed": meta.seed,
+        "data_file": meta.data.file_name,
+        "data_sha256": meta.data.sha256,
+        "n_train": meta.data.n_train,
+        "n_val": meta.data.n_val,
+        "features": list(meta.preprocessing.features),
+        "age_fill": meta.preprocessing.age_fill,
+        "standardize": meta.preprocessing.standardize,
+        "hidden": list(meta.model.hidden),
+        "epochs": hyper.epochs,
+        "learning_rate": hyper.learning_rate,
+        "batch_size": hyper.batch_size,
+        "optimizer": hyper.optimizer,
+        "loss": hyper.loss,
+        "threads": hyper.threads,
+        "device": hyper.device,
+    }
+
+
+def metrics_report(registry: Registry, study: StudyReport | None) -> MetricsReport:
+    """The metrics of both served models, from their checkpoints."""
+    models = {
+        name: ModelMetrics(
+            validation=served.metadata.metrics, curves=served.metadata.curves, training=training_summary(served)
+        )
+        for name, served in registry.models.items()
+    }
+    return MetricsReport(models=models, baseline=registry.models["batchnorm"].metadata.baseline, study=study)
+
+
+@router.get(
+    "/metrics",
+    response_model=MetricsReport,
+    responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
+)
+async def metrics(request: Request, registry: RegistryDep) -> Response:
+    """Validation metrics of both models (JSON); a browser asking for text/html gets the dashboard."""
+    study: StudyReport | None = request.app.state.study.get()
+    report = metrics_report(registry, study)
+    headers = {"Vary": "Accept"}
+    if preferred(request.headers.get("accept"), METRICS_TYPES) == "text/html":
+        return HTMLResponse(render_dashboard(report), headers={**headers, "Content-Security-Policy": DASHBOARD_CSP})
+    return JSONResponse(report.model_dump(mode="json"), headers=headers)
+
+
+@router.get("/metrics/prometheus", response_class=Response)
+async def prometheus(registry: RegistryDep, telemetry: TelemetryDep) -> Response:
+    """Operational metrics in the Prometheus text format."""
+    for name, served in registry.models.items():
+        telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
+    return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
