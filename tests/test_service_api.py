@@ -100,8 +100,20 @@ def test_predict_kaggle_aliases_and_missing_age_use_the_training_median(client: 
 
 
 def test_predict_accepts_a_pasted_train_csv_row(client: TestClient) -> None:
-    row = {"PassengerId": 1, "Survived": 0, "Pclass": 3, "Name": "Braund, Mr. Owen Harris", "Sex": "male",
-           "Age": 22, "SibSp": 1, "Parch": 0, "Ticket": "A/5 21171", "Fare": 7.25, "Cabin": None, "Embarked": "S"}  # fmt: skip
+    row = {
+        "PassengerId": 1,
+        "Survived": 0,
+        "Pclass": 3,
+        "Name": "Braund, Mr. Owen Harris",
+        "Sex": "male",
+        "Age": 22,
+        "SibSp": 1,
+        "Parch": 0,
+        "Ticket": "A/5 21171",
+        "Fare": 7.25,
+        "Cabin": None,
+        "Embarked": "S",
+    }
     assert client.post("/predict", json=row).status_code == 200
 
 
@@ -274,8 +286,9 @@ def test_metrics_include_the_study_when_present(model_dir: Path, tmp_path: Path)
     copy = tmp_path / "models"
     shutil.copytree(model_dir, copy, symlinks=True)
     stat = {"mean": 0.7, "std": 0.02, "values": [0.68, 0.72]}
-    summary = {k: stat for k in ("accuracy", "log_loss", "roc_auc", "stability_last50",
-                                 "best_epoch_accuracy", "best_minus_final")}  # fmt: skip
+    summary = dict.fromkeys(
+        ("accuracy", "log_loss", "roc_auc", "stability_last50", "best_epoch_accuracy", "best_minus_final"), stat
+    )
     study = {
         "created_at": "2026-01-01T00:00:00+00:00",
         "data": {"file_name": "titanic.csv", "sha256": "0" * 64},
@@ -286,8 +299,18 @@ def test_metrics_include_the_study_when_present(model_dir: Path, tmp_path: Path)
         "device": "cpu",
         "timings_s": {"study": 1.5, "sweep": None},
         "variants": {"batchnorm": summary, "plain": summary},
-        "paired": [{"metric": "accuracy", "mean_diff": 0.01, "ci95": [-0.02, 0.04], "method": "paired t",
-                    "ahead": 1, "tied": 0, "behind": 1, "higher_is_better": True}],  # fmt: skip
+        "paired": [
+            {
+                "metric": "accuracy",
+                "mean_diff": 0.01,
+                "ci95": [-0.02, 0.04],
+                "method": "paired t",
+                "ahead": 1,
+                "tied": 0,
+                "behind": 1,
+                "higher_is_better": True,
+            }
+        ],
         "sweep": None,
         "verdict": "A verdict written from the numbers.",
     }

@@ -144,6 +144,7 @@ def render_dashboard(report: MetricsReport) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Titanic survival: BatchNorm vs plain</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/dashboard.css"></head>
 <body>
 <header><h1>Titanic survival: <span class="bn">with BatchNorm</span> vs <span class="plain">without</span></h1>

@@ -1,0 +1,128 @@
+"""The dashboard in a real browser: headless Chromium (Debian's) loads it from a running server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO_DIR, need
+
+CHROMIUM_PATH = Path("/usr/bin/chromium")
+CHROMEDRIVER_PATH = Path("/usr/bin/chromedriver")
+OUTPUT_DIR = REPO_DIR / "test-output"
+CANVASES = ("chart-train-loss", "chart-val-loss", "chart-train-accuracy", "chart-val-accuracy")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server_url(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn server (one worker) on loopback serving the session's checkpoints."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_DIR,
+        env={**os.environ, "MODEL_DIR": str(model_dir)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not become ready:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium driven by selenium (never a downloaded browser)."""
+    need(
+        CHROMIUM_PATH.exists() and CHROMEDRIVER_PATH.exists(), "Debian's chromium and chromium-driver are not installed"
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM_PATH)
+    # Flags for a closed, root-run sandbox: no network chatter, no GPU, a fresh profile.
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2200",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER_PATH)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_dashboard_renders_both_models_charts_without_console_errors(server_url: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    browser.get(f"{server_url}/metrics")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-charts-ready"))
+    for canvas_id in CANVASES:
+        canvas = browser.find_element(By.ID, canvas_id)
+        assert canvas.get_attribute("data-rendered") == "true"
+        assert canvas.size["width"] > 200
+        # Chart.js registers every chart it drew; each curve chart must hold one line per model.
+        labels = browser.execute_script(
+            "return Chart.getChart(arguments[0]).data.datasets.map(d => d.label + ':' + d.data.length)", canvas
+        )
+        assert len(labels) == 2
+        assert labels[0].startswith("with BatchNorm:")
+        assert labels[1].startswith("without BatchNorm:")
+        assert int(labels[0].split(":")[1]) > 0
+    table = browser.find_element(By.ID, "metrics").text
+    assert "with BatchNorm" in table
+    assert "without BatchNorm" in table
+    severe = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert severe == []
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    browser.save_screenshot(str(OUTPUT_DIR / "dashboard.png"))
+    browser.set_window_size(390, 2400)  # a phone's width
+    browser.save_screenshot(str(OUTPUT_DIR / "dashboard-phone.png"))
+    wide = browser.execute_script("return document.documentElement.scrollWidth > window.innerWidth + 1")
+    assert wide is False, "the page scrolls sideways at phone width"
+    assert (OUTPUT_DIR / "dashboard.png").stat().st_size > 10_000
