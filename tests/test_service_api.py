@@ -286,9 +286,8 @@ def test_metrics_include_the_study_when_present(model_dir: Path, tmp_path: Path)
     copy = tmp_path / "models"
     shutil.copytree(model_dir, copy, symlinks=True)
     stat = {"mean": 0.7, "std": 0.02, "values": [0.68, 0.72]}
-    summary = dict.fromkeys(
-        ("accuracy", "log_loss", "roc_auc", "stability_last50", "best_epoch_accuracy", "best_minus_final"), stat
-    )
+    keys = ("accuracy", "log_loss", "roc_auc", "stability_last50", "best_epoch_accuracy", "best_minus_final")
+    summary = dict.fromkeys(keys, stat)
     study = {
         "created_at": "2026-01-01T00:00:00+00:00",
         "data": {"file_name": "titanic.csv", "sha256": "0" * 64},
