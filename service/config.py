@@ -19,7 +19,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above it)."
     )
-    torch_threads: int = Field(default=1, ge=1, description="torch CPU threads (used at load time only).")
+    compute_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Threads for torch (loading) and NumPy's BLAS (inference). At this model size a second "
+        "thread only adds synchronisation, and on a busy machine it costs far more.",
+    )
     inline_max_rows: int = Field(
         default=2_000,
         ge=0,

@@ -1,4 +1,8 @@
-"""FastAPI dependencies, each defined once as an Annotated alias."""
+"""FastAPI dependencies, each defined once as an Annotated alias.
+
+All are `async def`: a plain `def` dependency runs in the thread pool, and three thread hops per
+request cost more than the whole prediction.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,13 @@ from service.registry import Registry
 from service.telemetry import Telemetry
 
 
-def get_settings_of_app(request: Request) -> Settings:
+async def get_settings_of_app(request: Request) -> Settings:
     """The settings this app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     """The loaded models, or 503 while they are not loaded."""
     registry: Registry | None = getattr(request.app.state, "registry", None)
     if registry is None:
@@ -26,7 +30,7 @@ def get_registry(request: Request) -> Registry:
     return registry
 
 
-def get_telemetry(request: Request) -> Telemetry:
+async def get_telemetry(request: Request) -> Telemetry:
     """The app's Prometheus metrics."""
     telemetry: Telemetry = request.app.state.telemetry
     return telemetry

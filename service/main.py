@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from threadpoolctl import threadpool_limits
 
 from service.config import Settings, get_settings
 from service.errors import install_error_handlers
@@ -44,7 +45,8 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(settings.compute_threads)
+        threadpool_limits(settings.compute_threads, user_api="blas")
         try:
             app.state.registry = Registry.load(settings.model_dir)
         except CheckpointError as exc:

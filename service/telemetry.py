@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import Match
@@ -33,12 +34,37 @@ class Telemetry:
         self.predictions = Counter(
             "predictions_total", "Passengers predicted, by model.", ["model"], registry=self.registry
         )
+        self._prediction_children: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, str, str], Any] = {}
+        self._latency_children: dict[tuple[str, str], Any] = {}
         self.validation_accuracy = Gauge(
             "model_validation_accuracy",
             "Final-epoch validation accuracy of the served model.",
             ["model"],
             registry=self.registry,
         )
+
+    def count_predictions(self, model: str, rows: int) -> None:
+        """Add `rows` predictions of `model`."""
+        child = self._prediction_children.get(model)
+        if child is None:
+            child = self._prediction_children[model] = self.predictions.labels(model)
+        child.inc(rows)
+
+    def observe(self, method: str, route: str, status: str, seconds: float) -> None:
+        """Count one request and record its latency."""
+        # labels() looks the child up under a lock each time; caching the children keeps the
+        # per-request cost to one dict lookup (the label space is bounded by the routes).
+        key = (method, route)
+        latency = self._latency_children.get(key)
+        if latency is None:
+            latency = self._latency_children[key] = self.latency.labels(method, route)
+        latency.observe(seconds)
+        count_key = (method, route, status)
+        counter = self._request_children.get(count_key)
+        if counter is None:
+            counter = self._request_children[count_key] = self.requests.labels(method, route, status)
+        counter.inc()
 
 
 class TelemetryMiddleware:
@@ -65,10 +91,7 @@ class TelemetryMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = self._route(scope)
-            method = scope["method"]
-            self.telemetry.latency.labels(method, route).observe(time.perf_counter() - start)
-            self.telemetry.requests.labels(method, route, str(status)).inc()
+            self.telemetry.observe(scope["method"], self._route(scope), str(status), time.perf_counter() - start)
 
     @staticmethod
     def _route(scope: Scope) -> str:

@@ -96,26 +96,29 @@ async def predict(
     else:
         probs = compute(registry, parsed.raw, names)
     for name in names:
-        telemetry.predictions.labels(name).inc(rows)
+        telemetry.count_predictions(name, rows)
     if want_csv:
         return Response(submission_csv(parsed, probs[names[0]]), media_type="text/csv", headers={"Vary": "Accept"})
     return Response(json_answer(registry, parsed, probs), media_type="application/json", headers={"Vary": "Accept"})
 
 
 def json_answer(registry: Registry, parsed: ParsedPassengers, probs: dict[VariantName, FloatArray]) -> bytes:
-    """The PredictResponse body, serialised directly: 10,000 rows through pydantic objects cost more than the model."""
-    columns = {name: p.tolist() for name, p in probs.items()}
-    predictions = [
-        {name: {"survival_probability": col[i], "survived": col[i] >= THRESHOLD} for name, col in columns.items()}
-        for i in range(parsed.raw.shape[0])
+    """The PredictResponse body, written directly.
+
+    For 10,000 rows, building a dict per prediction and handing it to json.dumps costs several
+    times the model itself; this writes the same JSON from per-model string pieces.
+    """
+    pieces = [
+        [
+            f'"{name}":{{"survival_probability":{p!r},"survived":{"true" if p >= THRESHOLD else "false"}}}'
+            for p in column.tolist()
+        ]
+        for name, column in probs.items()
     ]
-    body: dict[str, Any] = {
-        "predictions": predictions,
-        "models": {name: {"version": registry.models[name].version, "run_id": registry.run_id} for name in probs},
-    }
-    if parsed.passenger_ids is not None:
-        body["passenger_ids"] = parsed.passenger_ids
-    return json.dumps(body, separators=(",", ":")).encode()
+    predictions = ",".join("{" + ",".join(row) + "}" for row in zip(*pieces, strict=True))
+    models = {name: {"version": registry.models[name].version, "run_id": registry.run_id} for name in probs}
+    ids = f',"passenger_ids":{json.dumps(parsed.passenger_ids)}' if parsed.passenger_ids is not None else ""
+    return f'{{"predictions":[{predictions}],"models":{json.dumps(models)}{ids}}}'.encode()
 
 
 def submission_csv(parsed: ParsedPassengers, probs: FloatArray) -> str:
