@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL_DIR ?= models
 
-.PHONY: install run train serve test lint format bench lock clean
+.PHONY: install run train study test lint format bench lock clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 train: install
 	$(BIN)/python -m training --out $(MODEL_DIR)
+
+study: install
+	$(BIN)/python -m training study --sweep --out $(MODEL_DIR)
 
 run: install
 	$(BIN)/python -m training --if-missing --out $(MODEL_DIR)
@@ -40,6 +43,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_study.py
 
 # Re-pin every dependency from the current environment (torch stays on the CPU build's public version).
 lock: install

@@ -95,11 +95,11 @@ def browser() -> Iterator[object]:
 
 
 def test_dashboard_renders_both_models_charts_without_console_errors(server_url: str, browser: object) -> None:
+    from selenium.webdriver import Chrome
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 
-    assert isinstance(browser, WebDriver)
+    assert isinstance(browser, Chrome)
     browser.get(f"{server_url}/metrics")
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-charts-ready"))
     for canvas_id in CANVASES:
@@ -117,7 +117,8 @@ def test_dashboard_renders_both_models_charts_without_console_errors(server_url:
     table = browser.find_element(By.ID, "metrics").text
     assert "with BatchNorm" in table
     assert "without BatchNorm" in table
-    severe = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    log = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    severe = [e for e in log if e["level"] in ("SEVERE", "ERROR")]
     assert severe == []
     OUTPUT_DIR.mkdir(exist_ok=True)
     browser.save_screenshot(str(OUTPUT_DIR / "dashboard.png"))

@@ -77,7 +77,7 @@ def test_predict_matches_the_checkpoint_model(client: TestClient, model_dir: Pat
 
 def test_predict_alone_equals_inside_a_batch_of_100(client: TestClient) -> None:
     rng = np.random.default_rng(0)
-    batch = [
+    batch: list[dict[str, float | None]] = [
         {"pclass": int(rng.integers(1, 4)), "fare": float(rng.uniform(0, 300)), "age": float(rng.uniform(1, 80))}
         for _ in range(100)
     ]
@@ -262,7 +262,7 @@ def test_metrics_json_reports_both_models(client: TestClient, model_dir: Path) -
     pair = load_pair(model_dir)
     for name in ("batchnorm", "plain"):
         validation = body["models"][name]["validation"]
-        assert validation["accuracy"] == pair[name].metadata.metrics.accuracy  # type: ignore[index]
+        assert validation["accuracy"] == pair[name].metadata.metrics.accuracy
         assert validation["n"] == 179
         for key in ("log_loss", "roc_auc", "precision", "recall", "f1", "brier", "confusion_matrix"):
             assert key in validation

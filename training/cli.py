@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import torch
 
 from survival.checkpoint import CheckpointError, load_pair, save_run
 from training.data import DataError, load_csv
+from training.evaluate import evaluate_pair, evaluation_table
 from training.loop import TrainConfig
 from training.run import RunResult, resolve_device, train_run
+from training.study import run_study, table, write_study
 
 DEFAULT_DATA_PATH = Path("data/titanic.csv")
 DEFAULT_MODEL_DIR = Path("models")
@@ -124,7 +127,71 @@ def summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"train": run_train}
+def seed_count(text: str) -> int:
+    """argparse type: a number of seeds >= 2 (a confidence interval needs two)."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 (a confidence interval needs two seeds), got {value}")
+    return value
+
+
+def study_parser() -> argparse.ArgumentParser:
+    """The parser of the `study` command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training study",
+        description="Train both variants on seeds 0..N-1 (the trainer's protocol, all seeds as one batched "
+        "computation), compare them seed by seed, and write <out>/study.json.",
+    )
+    add_common(parser)
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: %(default)s)")
+    parser.add_argument("--seeds", type=seed_count, default=10, help="number of seeds (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=200, help="default: %(default)s")
+    parser.add_argument(
+        "--sweep", action="store_true", help="also sweep Adam lr 1e-3/1e-2/5e-2 and SGD lr 0.01/0.1/0.5 on the seeds"
+    )
+    return parser
+
+
+def run_study_command(argv: Sequence[str]) -> int:
+    """Run the multi-seed study and write its results next to the checkpoints."""
+    args = study_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dataset = load_csv(args.data)
+    config = TrainConfig(epochs=args.epochs, device=resolve_device(args.device))
+    report = run_study(dataset, range(args.seeds), config, sweep=args.sweep, progress=not args.quiet)
+    path = write_study(report, args.out)
+    print(table(report))
+    print(textwrap.fill(report.verdict, width=120, break_on_hyphens=False, break_long_words=False))
+    print(f"wrote {path}")
+    return 0
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    """The parser of the `evaluate` command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training evaluate",
+        description="Score both served checkpoints on a labelled CSV (same loader and rules as training).",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="labelled CSV with Survived, Pclass, Fare, Age")
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    return parser
+
+
+def run_evaluate_command(argv: Sequence[str]) -> int:
+    """Print both checkpoints' metrics on a labelled file."""
+    args = evaluate_parser().parse_args(argv)
+    pair = load_pair(args.models)
+    report = evaluate_pair(pair, load_csv(args.data))
+    print(report.model_dump_json(indent=2) if args.json else evaluation_table(report))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "train": run_train,
+    "study": run_study_command,
+    "evaluate": run_evaluate_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

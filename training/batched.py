@@ -1,0 +1,288 @@
+"""Many seeded models trained as one computation: a model dimension through every tensor.
+
+Model ``m`` of a stack is a (variant, seed) pair. Its Linear layers are slices ``[m]`` of batched weights
+``(M, in, out)`` applied with ``torch.baddbmm``; the batchnorm models come first, and their BatchNorm runs as
+one ``batch_norm`` call whose channels are (model, feature) pairs, which is exactly ``nn.BatchNorm1d``'s
+per-feature computation (same kernel, same running-statistics update) for each model. The loss is the sum over
+models of each model's mean BCE, so every model's gradient is its own (the backward pass is written out with
+the kernels autograd would use); Adam and SGD act elementwise, so one optimizer over the stacked parameters
+takes the same steps as one optimizer per model. Each seed draws its
+batch order from its own generator, as `training.loop.train_variant` does. `tests/test_study.py` checks the
+result against the single-run trainer in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from survival.checkpoint import Curves
+from survival.model import ModelConfig, SurvivalNet, VariantName, build_model
+from training.loop import TrainConfig, batch_order
+from training.stack_optimizer import StackOptimizer
+
+ModelKey = tuple[VariantName, int]
+CURVE_NAMES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class SeedData:
+    """Every seed's preprocessed split, stacked: x (S, n, features), y (S, n); all seeds have the same n."""
+
+    seeds: tuple[int, ...]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+@dataclass(frozen=True)
+class BatchedResult:
+    """Curves (4, M, epochs) in float64 on the CPU, final validation logits (M, n_val), and the trained stack."""
+
+    keys: tuple[ModelKey, ...]
+    curves: torch.Tensor
+    val_logits: torch.Tensor
+    net: BatchedNet
+
+    def index(self, variant: VariantName, seed: int) -> int:
+        """Position of a (variant, seed) model in the stack."""
+        return self.keys.index((variant, seed))
+
+    def model_curves(self, m: int) -> Curves:
+        """One model's curves, in the trainer's format."""
+        values = self.curves[:, m, :].tolist()
+        return Curves(**dict(zip(CURVE_NAMES, values, strict=True)))
+
+
+@dataclass(frozen=True)
+class _Tape:
+    """What the backward pass needs from a forward pass in training mode."""
+
+    inputs: list[torch.Tensor]  # the input of every Linear layer, (M, rows, in)
+    bn_inputs: list[torch.Tensor]  # per hidden layer, the batchnorm block's input (rows, k * width)
+    bn_saved: list[tuple[torch.Tensor, torch.Tensor]]  # per hidden layer, the batch mean and 1/std
+
+
+class BatchedNet:
+    """M SurvivalNets of one width, initialised exactly as `build_model(config, seed)` initialises each.
+
+    The forward and backward passes are written out (Linear -> [BatchNorm] -> ReLU blocks, then Linear) with the
+    kernels autograd would call for a SurvivalNet: at this size autograd's bookkeeping, not arithmetic, was most
+    of a step's time.
+    """
+
+    def __init__(
+        self, keys: Sequence[ModelKey], hidden: tuple[int, ...], n_features: int, dtype: torch.dtype, device: str
+    ) -> None:
+        # Batchnorm models first, so their activations are one contiguous block of the stack.
+        self.keys = tuple(sorted(keys, key=lambda k: k[0] != "batchnorm"))
+        self.n_bn = sum(1 for variant, _ in self.keys if variant == "batchnorm")
+        self.hidden = hidden
+        refs = [build_model(ModelConfig.for_variant(v, hidden=hidden, n_features=n_features), s) for v, s in self.keys]
+        for ref in refs:
+            _check_architecture(ref)
+        linears = [[mod for mod in ref.net if isinstance(mod, nn.Linear)] for ref in refs]
+        norms = [[mod for mod in ref.net if isinstance(mod, nn.BatchNorm1d)] for ref in refs[: self.n_bn]]
+        widths = (n_features, *hidden, 1)
+        n_models, n_layers = len(self.keys), len(widths) - 1
+        shapes: list[tuple[int, ...]] = [(n_models, widths[i], widths[i + 1]) for i in range(n_layers)]
+        shapes += [(n_models, 1, widths[i + 1]) for i in range(n_layers)]
+        shapes += [(self.n_bn * h,) for h in hidden for _ in (0, 1)] if self.n_bn else []
+        # Parameters are views of one buffer and gradients views of another, so the optimizer updates one tensor
+        # per step: at these sizes its per-tensor bookkeeping would cost more than the arithmetic.
+        self.params = torch.zeros(sum(math.prod(s) for s in shapes), dtype=dtype, device=device)
+        self.grads = torch.zeros_like(self.params)
+        views, grads = _views(self.params, shapes), _views(self.grads, shapes)
+        self.weights, self.biases = views[:n_layers], views[n_layers : 2 * n_layers]
+        self.weight_grads, self.bias_grads = grads[:n_layers], grads[n_layers : 2 * n_layers]
+        self.bn_weights, self.bn_biases = views[2 * n_layers :: 2], views[2 * n_layers + 1 :: 2]
+        self.bn_weight_grads, self.bn_bias_grads = grads[2 * n_layers :: 2], grads[2 * n_layers + 1 :: 2]
+        self.running_mean = [torch.zeros(self.n_bn * h, dtype=dtype, device=device) for h in hidden]
+        self.running_var = [torch.ones(self.n_bn * h, dtype=dtype, device=device) for h in hidden]
+        self.bn_batches = 0
+        self.momentum, self.eps = 0.1, 1e-5
+        with torch.no_grad():
+            for layer in range(n_layers):
+                self.weights[layer].copy_(torch.stack([lin[layer].weight.T for lin in linears]))
+                self.biases[layer].copy_(torch.stack([lin[layer].bias for lin in linears]).unsqueeze(1))
+            for layer in range(len(hidden) if self.n_bn else 0):
+                bns = [norm[layer] for norm in norms]
+                if bns[0].momentum is None:
+                    raise ValueError("BatchNorm with momentum=None (a cumulative average) is not implemented here")
+                self.momentum, self.eps = bns[0].momentum, bns[0].eps
+                self.bn_weights[layer].copy_(torch.cat([bn.weight for bn in bns]))
+                self.bn_biases[layer].copy_(torch.cat([bn.bias for bn in bns]))
+                self.running_mean[layer].copy_(torch.cat([_buffer(bn, "running_mean") for bn in bns]))
+                self.running_var[layer].copy_(torch.cat([_buffer(bn, "running_var") for bn in bns]))
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, *, train: bool) -> tuple[torch.Tensor, _Tape]:
+        """Logits (M, rows) for inputs (M, rows, features); `train` uses batch statistics as `model.train()` does."""
+        tape = _Tape(inputs=[], bn_inputs=[], bn_saved=[])
+        k, h = self.n_bn, x
+        for layer, width in enumerate(self.hidden):
+            tape.inputs.append(h)
+            z = torch.baddbmm(self.biases[layer], h, self.weights[layer])
+            if k:
+                rows = z.shape[1]
+                # (k, rows, width) -> (rows, k * width): channel j * width + c is feature c of model j, so one
+                # batch-norm call normalises every model's features with that model's own batch statistics.
+                block = z[:k].transpose(0, 1).reshape(rows, k * width)
+                normed, mean, invstd = torch.native_batch_norm(
+                    block,
+                    self.bn_weights[layer],
+                    self.bn_biases[layer],
+                    self.running_mean[layer],
+                    self.running_var[layer],
+                    train,
+                    self.momentum,
+                    self.eps,
+                )
+                z[:k] = normed.view(rows, k, width).transpose(0, 1)
+                tape.bn_inputs.append(block)
+                tape.bn_saved.append((mean, invstd))
+            h = z.relu_()
+        tape.inputs.append(h)
+        return torch.baddbmm(self.biases[-1], h, self.weights[-1]).squeeze(-1), tape
+
+    @torch.no_grad()
+    def backward(self, tape: _Tape, grad_logits: torch.Tensor) -> None:
+        """Write every parameter's gradient into `grads` (overwriting it) from d loss / d logits (M, rows)."""
+        k, g = self.n_bn, grad_logits.unsqueeze(-1)
+        for layer in reversed(range(len(self.weights))):
+            torch.bmm(tape.inputs[layer].transpose(1, 2), g, out=self.weight_grads[layer])
+            torch.sum(g, dim=1, keepdim=True, out=self.bias_grads[layer])
+            if layer == 0:
+                break
+            g = torch.bmm(g, self.weights[layer].transpose(1, 2))
+            # ReLU's backward as autograd computes it: from the ReLU's output.
+            g = torch.ops.aten.threshold_backward(g, tape.inputs[layer], 0)
+            if k:
+                rows, width = g.shape[1], g.shape[2]
+                mean, invstd = tape.bn_saved[layer - 1]
+                block_grad, weight_grad, bias_grad = torch.ops.aten.native_batch_norm_backward(
+                    g[:k].transpose(0, 1).reshape(rows, k * width),
+                    tape.bn_inputs[layer - 1],
+                    self.bn_weights[layer - 1],
+                    self.running_mean[layer - 1],
+                    self.running_var[layer - 1],
+                    mean,
+                    invstd,
+                    True,
+                    self.eps,
+                    [True, True, True],
+                )
+                self.bn_weight_grads[layer - 1].copy_(weight_grad)
+                self.bn_bias_grads[layer - 1].copy_(bias_grad)
+                g[:k] = block_grad.view(rows, k, width).transpose(0, 1)
+
+    def to_module(self, m: int) -> SurvivalNet:
+        """Model `m` as a SurvivalNet in eval() mode, on the CPU, with the stack's dtype."""
+        variant, _ = self.keys[m]
+        model = SurvivalNet(ModelConfig.for_variant(variant, hidden=self.hidden, n_features=self.weights[0].shape[1]))
+        model.to(self.params.dtype)
+        linears = [mod for mod in model.net if isinstance(mod, nn.Linear)]
+        norms = [mod for mod in model.net if isinstance(mod, nn.BatchNorm1d)]
+        with torch.no_grad():
+            for layer, lin in enumerate(linears):
+                lin.weight.copy_(self.weights[layer][m].T)
+                lin.bias.copy_(self.biases[layer][m, 0])
+            for layer, bn in enumerate(norms):
+                rows = slice(m * self.hidden[layer], (m + 1) * self.hidden[layer])
+                bn.weight.copy_(self.bn_weights[layer][rows])
+                bn.bias.copy_(self.bn_biases[layer][rows])
+                _buffer(bn, "running_mean").copy_(self.running_mean[layer][rows])
+                _buffer(bn, "running_var").copy_(self.running_var[layer][rows])
+                _buffer(bn, "num_batches_tracked").fill_(self.bn_batches)
+        return model.eval()
+
+
+def _check_architecture(model: SurvivalNet) -> None:
+    """Refuse a SurvivalNet whose layers differ from what the written-out passes compute."""
+    block = [nn.Linear, nn.BatchNorm1d, nn.ReLU] if model.config.batchnorm else [nn.Linear, nn.ReLU]
+    expected = block * len(model.config.hidden) + [nn.Linear]
+    actual = [type(mod) for mod in model.net]
+    if actual != expected:
+        names = [t.__name__ for t in actual]
+        raise ValueError(f"SurvivalNet's layers {names} are not what training/batched.py implements")
+
+
+def _views(flat: torch.Tensor, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    out, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        out.append(flat[offset : offset + size].view(shape))
+        offset += size
+    return out
+
+
+def _buffer(bn: nn.BatchNorm1d, name: str) -> torch.Tensor:
+    value = getattr(bn, name)
+    assert isinstance(value, torch.Tensor)
+    return value
+
+
+def train_batched(
+    data: SeedData,
+    variants: Sequence[VariantName],
+    config: TrainConfig,
+    on_epoch: Callable[[int], None] | None = None,
+) -> BatchedResult:
+    """Train every (variant, seed) model as `train_variant` trains it, all in one computation."""
+    if not data.seeds:
+        raise ValueError("no seeds to train")
+    device, dtype = config.device, config.dtype
+    n_train, n_features = data.x_train.shape[1], data.x_train.shape[2]
+    net = BatchedNet([(v, s) for v in variants for s in data.seeds], config.hidden, n_features, dtype, device)
+    optimizer = StackOptimizer(config.optimizer, net.params, net.grads, config.learning_rate)
+    seed_of = torch.tensor([data.seeds.index(s) for _, s in net.keys], device=device)
+    x_train = data.x_train.to(device, dtype)[seed_of]
+    y_train = data.y_train.to(device, dtype)[seed_of]
+    x_eval = torch.cat([data.x_train, data.x_val], dim=1).to(device, dtype)[seed_of]
+    y_eval = torch.cat([data.y_train, data.y_val], dim=1).to(device, dtype)[seed_of]
+    generators = [torch.Generator().manual_seed(s) for s in data.seeds]
+    curves = torch.empty(config.epochs, 4, len(net.keys), dtype=torch.float64, device=device)
+    logits = torch.empty(0)
+    for epoch in range(config.epochs):
+        orders = [batch_order(n_train, config.batch_size, g) for g in generators]
+        # Every seed has n_train rows, so batch_order cuts every seed's permutation at the same places.
+        sizes = [len(batch) for batch in orders[0]]
+        perm = torch.stack([torch.cat(order) for order in orders]).to(device)[seed_of]
+        xs = x_train.gather(1, perm.unsqueeze(-1).expand(-1, -1, n_features))
+        ys = y_train.gather(1, perm)
+        start = 0
+        for size in sizes:
+            batch_logits, tape = net.forward(xs[:, start : start + size], train=True)
+            # The loss is the sum over models of each model's mean BCE over its batch, so model m's parameters
+            # get model m's gradient only: d loss / d logit = (sigmoid(logit) - label) / batch size.
+            grad = torch.sigmoid(batch_logits).sub_(ys[:, start : start + size]).div_(size)
+            net.backward(tape, grad)
+            optimizer.step()
+            start += size
+        net.bn_batches += len(sizes)
+        # The curves, as `training.loop.evaluate` computes them: eval() mode, after the epoch's updates.
+        with torch.no_grad():
+            logits, _ = net.forward(x_eval, train=False)
+            losses = nn.functional.binary_cross_entropy_with_logits(logits, y_eval, reduction="none")
+            correct = ((logits >= 0) == (y_eval >= 0.5)).to(torch.float64)
+            curves[epoch] = torch.stack(
+                [
+                    losses[:, :n_train].mean(1).to(torch.float64),
+                    correct[:, :n_train].mean(1),
+                    losses[:, n_train:].mean(1).to(torch.float64),
+                    correct[:, n_train:].mean(1),
+                ]
+            )
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return BatchedResult(
+        keys=net.keys,
+        curves=curves.permute(1, 2, 0).cpu(),
+        val_logits=logits[:, n_train:].cpu(),
+        net=net,
+    )
