@@ -18,6 +18,7 @@
         const y = chart.scales[meta.yAxisID];
         ctx.save();
         ctx.strokeStyle = ds.borderColor;
+        const shift = i === 0 ? -3 : 3; // side by side when both series sit at the same x
         ctx.lineWidth = 1.5;
         meta.data.forEach((pt, j) => {
           const v = ds.data[j];
@@ -27,9 +28,10 @@
           const top = y.getPixelForValue(value + e);
           const bottom = y.getPixelForValue(value - e);
           ctx.beginPath();
-          ctx.moveTo(pt.x, top); ctx.lineTo(pt.x, bottom);
-          ctx.moveTo(pt.x - 4, top); ctx.lineTo(pt.x + 4, top);
-          ctx.moveTo(pt.x - 4, bottom); ctx.lineTo(pt.x + 4, bottom);
+          const x = pt.x + shift;
+          ctx.moveTo(x, top); ctx.lineTo(x, bottom);
+          ctx.moveTo(x - 4, top); ctx.lineTo(x + 4, top);
+          ctx.moveTo(x - 4, bottom); ctx.lineTo(x + 4, bottom);
           ctx.stroke();
         });
         ctx.restore();
@@ -75,6 +77,10 @@
     if (!canvas || !data.study || !data.study.sweep) return;
     const cells = data.study.sweep.filter((c) => c.optimizer === optimizer);
     const rates = [...new Set(cells.map((c) => c.learning_rate))].sort((a, b) => a - b);
+    // The axis must include the whiskers, not only the means, or the error bars are cut off.
+    const low = Math.min(...cells.map((c) => c.accuracy.mean - c.accuracy.std));
+    const high = Math.max(...cells.map((c) => c.accuracy.mean + c.accuracy.std));
+    const pad = 0.01;
     new Chart(canvas, {
       type: "line",
       data: {
@@ -98,7 +104,11 @@
         animation: false,
         scales: {
           x: { title: { display: true, text: optimizer.toUpperCase() + " learning rate" } },
-          y: { title: { display: true, text: "final validation accuracy (mean ± std)" } },
+          y: {
+            min: Math.max(0, Math.floor((low - pad) * 100) / 100),
+            max: Math.min(1, Math.ceil((high + pad) * 100) / 100),
+            title: { display: true, text: "final validation accuracy (mean ± std)" },
+          },
         },
       },
       plugins: [errorBars],
