@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
@@ -81,6 +83,10 @@ def parse_json(body: bytes, max_batch: int) -> ParsedPassengers:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     except RecursionError:
         raise ApiError(400, "malformed JSON: nested too deeply") from None
+    except ValueError:
+        # int() refuses integer literals longer than sys.get_int_max_str_digits() (a DoS guard), unwrapped by json.
+        limit = sys.get_int_max_str_digits()
+        raise ApiError(400, f"malformed JSON: a number has more than {limit} digits") from None
     if not isinstance(data, dict):
         raise ApiError(422, f"body must be a JSON object (a passenger or {{'passengers': [...]}}), got {_kind(data)}")
     try:
@@ -103,12 +109,22 @@ def parse_csv(body: bytes, max_batch: int) -> ParsedPassengers:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"CSV body is not UTF-8 text (invalid byte at offset {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: an unterminated quote or text after a closing quote is an error, not silently merged rows.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
         if header is None:
             raise ApiError(422, "CSV body is empty: expected a header with Pclass, Fare, Age")
         columns = {name.strip().lower(): i for i, name in enumerate(header)}
+        counts = Counter(name.strip().lower() for name in header)
+        # Like a duplicate JSON key: two Pclass columns are ambiguous, so neither is picked silently.
+        repeated = [title for key, title in {**CSV_COLUMNS, "passengerid": "PassengerId"}.items() if counts[key] > 1]
+        if repeated:
+            raise ApiError(
+                422,
+                f"CSV header repeats column(s) {', '.join(repeated)}: which one to use is ambiguous",
+                [ErrorItem(field=name, message="column appears more than once in the header") for name in repeated],
+            )
         missing = [title for key, title in CSV_COLUMNS.items() if key not in columns]
         if missing:
             raise ApiError(
@@ -142,9 +158,8 @@ def parse_csv(body: bytes, max_batch: int) -> ParsedPassengers:
                 for item in items_from_validation(list(exc.errors()), row=number, passenger_id=passenger_id):
                     # Name the CSV column as the client wrote it (Kaggle's spelling).
                     errors.append(item.model_copy(update={"field": CSV_COLUMNS.get(item.field or "", item.field)}))
-            except ValueError as exc:
-                field, message = str(exc).split(":", 1)
-                errors.append(ErrorItem(field=field, row=number, passenger_id=passenger_id, message=message.strip()))
+            except _CellError as exc:
+                errors.append(ErrorItem(field=exc.field, row=number, passenger_id=passenger_id, message=exc.message))
     except csv.Error as exc:
         raise ApiError(422, f"CSV is malformed near row {reader.line_num}: {exc}") from None
     if errors:
@@ -154,14 +169,25 @@ def parse_csv(body: bytes, max_batch: int) -> ParsedPassengers:
     return ParsedPassengers(raw=to_raw(rows), passenger_ids=ids if id_col is not None else None)
 
 
+class _CellError(ValueError):
+    """A CSV cell that is not even of the right kind (before range checks); names its column."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 def _csv_passenger(fields: list[str], columns: dict[str, int]) -> Passenger:
     pclass = fields[columns["pclass"]].strip()
     fare = fields[columns["fare"]].strip()
     age = fields[columns["age"]].strip()
-    if not pclass.lstrip("-").isdigit():
-        raise ValueError(f"Pclass: {pclass[:40]!r} is not 1, 2 or 3" if pclass else "Pclass: value is missing")
+    digits = pclass.removeprefix("-")
+    # ASCII and short: isdigit() passes '³' (int() raises on it) and '٣' (int() reads 3); int() raises on 4301+ digits.
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 9):
+        raise _CellError("Pclass", f"{pclass[:40]!r} is not 1, 2 or 3" if pclass else "value is missing")
     if not fare:
-        raise ValueError("Fare: value is missing (this service does not guess a fare; send a number)")
+        raise _CellError("Fare", "value is missing (this service does not guess a fare; send a number)")
     return Passenger.model_validate(
         {"pclass": int(pclass), "fare": _number("Fare", fare), "age": _number("Age", age) if age else None}
     )
@@ -171,7 +197,7 @@ def _number(column: str, text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{column}: {text[:40]!r} is not a number") from None
+        raise _CellError(column, f"{text[:40]!r} is not a number") from None
 
 
 def _kind(value: object) -> str:

@@ -1,0 +1,461 @@
+"""Checkpoint faults: each is refused with one clear error naming the file, and the server exits without a traceback.
+
+Also the writer's side: a trainer that fails or is killed mid-write never disturbs the run behind ``current``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import safetensors.torch
+import torch
+from conftest import REPO_DIR, SHIPPED_CSV_PATH
+from safetensors.torch import save_file
+
+from survival.checkpoint import (
+    CURRENT_LINK,
+    METADATA_FILE,
+    RUNS_DIR,
+    TMP_PREFIX,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_checkpoint,
+    load_pair,
+    save_run,
+    sha256_file,
+)
+from survival.model import VARIANTS, VariantName
+from training.cli import main as trainer_main
+
+Payload = dict[VariantName, tuple[dict[str, torch.Tensor], dict[str, Any]]]
+# Run ids sort by time; these come after any run the session fixture made.
+RUN_B: Final = "20990101T000000000000Z-bbbbbb"
+RUN_C: Final = "20990102T000000000000Z-cccccc"
+SERVER_TIMEOUT_S: Final = 120
+
+
+def payload_of(model_dir: Path, run_id: str, shift: float = 0.0) -> Payload:
+    """The current run's tensors (shifted by `shift`) and metadata, relabelled as run `run_id`, ready to save."""
+    payload: Payload = {}
+    for name, ckpt in load_pair(model_dir).items():
+        state = {
+            k: (v + shift if v.is_floating_point() else v).contiguous() for k, v in ckpt.model.state_dict().items()
+        }
+        meta = ckpt.metadata.model_dump(exclude={"tensors", "weights_sha256"})
+        payload[name] = (state, {**meta, "run_id": run_id})
+    return payload
+
+
+def copy_models(model_dir: Path, dest: Path) -> Path:
+    """A private copy of a model directory (the `current` symlink kept as a link)."""
+    shutil.copytree(model_dir, dest, symlinks=True)
+    return dest
+
+
+def current_id(model_dir: Path) -> str:
+    """The run id `current` points at."""
+    return (model_dir / CURRENT_LINK).resolve().name
+
+
+def variant_dir(model_dir: Path, name: VariantName) -> Path:
+    """The directory of one variant of the current run."""
+    return model_dir / CURRENT_LINK / name
+
+
+def set_metadata(model_dir: Path, name: VariantName, **changes: Any) -> None:
+    """Rewrite fields of a variant's metadata.json."""
+    path = variant_dir(model_dir, name) / METADATA_FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}), encoding="utf-8")
+
+
+def match_sha(model_dir: Path, name: VariantName) -> None:
+    """Make the metadata's weights_sha256 match whatever the weights file now holds (so later checks must fire)."""
+    set_metadata(model_dir, name, weights_sha256=sha256_file(variant_dir(model_dir, name) / WEIGHTS_FILE))
+
+
+class _Touch:
+    """A pickle payload: unpickling it creates `marker` (what a malicious checkpoint would do, harmlessly)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def plant_pickle(model_dir: Path, name: VariantName, marker: Path) -> None:
+    """Replace a variant's weights with a pickle that would create `marker` if loaded with pickle or torch.load."""
+    weights = variant_dir(model_dir, name) / WEIGHTS_FILE
+    torch.save({"state_dict": _Touch(marker)}, weights)
+    match_sha(model_dir, name)
+
+
+# --- faults in the checkpoint directory -------------------------------------------------------------------------
+
+
+def break_missing_dir(models: Path, tmp: Path) -> Path:
+    """The model directory does not exist."""
+    return tmp / "no-such-dir"
+
+
+def break_truncated_weights(models: Path, tmp: Path) -> Path:
+    """The batchnorm weights file is cut in half."""
+    weights = variant_dir(models, "batchnorm") / WEIGHTS_FILE
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    return models
+
+
+def break_pickle(models: Path, tmp: Path) -> Path:
+    """A torch pickle planted where the plain weights belong."""
+    plant_pickle(models, "plain", tmp / "PWNED-by-server")
+    return models
+
+
+def break_mixed_pair(models: Path, tmp: Path) -> Path:
+    """plain copied in from another training run."""
+    other = copy_models(models, tmp / "other-run")
+    save_run(other, RUN_B, payload_of(other, RUN_B, shift=0.5))
+    shutil.rmtree(variant_dir(models, "plain"))
+    shutil.copytree(other / RUNS_DIR / RUN_B / "plain", (models / CURRENT_LINK).resolve() / "plain")
+    return models
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A broken model directory, and what the error must say about it."""
+
+    id: str
+    breaks: Callable[[Path, Path], Path]
+    file: str  # the path (relative to the tmp dir) the message must name
+    problem: str
+
+
+FAULTS: Final = [
+    Fault("missing-dir", break_missing_dir, "no-such-dir", "model directory is missing"),
+    Fault("pickle-payload", break_pickle, f"plain/{WEIGHTS_FILE}", "not a readable safetensors file"),
+    Fault("mixed-pair", break_mixed_pair, "models/current", "different training runs"),
+]
+
+
+def test_missing_model_dir(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"no-such-dir: model directory is missing \(train first"):
+        load_pair(tmp_path / "no-such-dir")
+
+
+def test_empty_model_dir_has_no_current_run(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=rf"{CURRENT_LINK}: no current run \(train first"):
+        load_pair(tmp_path)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_one_model_missing(model_dir: Path, tmp_path: Path, name: VariantName) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    shutil.rmtree(variant_dir(models, name))
+    with pytest.raises(CheckpointError, match=rf"current/{name}: checkpoint directory is missing"):
+        load_pair(models)
+
+
+def test_weights_file_missing(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    (variant_dir(models, "plain") / WEIGHTS_FILE).unlink()
+    with pytest.raises(CheckpointError, match=rf"plain/{WEIGHTS_FILE}: weights file is missing"):
+        load_pair(models)
+
+
+def test_truncated_weights_fail_the_hash_check(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    break_truncated_weights(models, tmp_path)
+    with pytest.raises(CheckpointError, match=rf"batchnorm/{WEIGHTS_FILE}: sha256 \w+ does not match .*\(truncated"):
+        load_pair(models)
+
+
+def test_truncated_weights_with_a_matching_hash_fail_to_parse(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    break_truncated_weights(models, tmp_path)
+    match_sha(models, "batchnorm")
+    with pytest.raises(CheckpointError, match=rf"batchnorm/{WEIGHTS_FILE}: not a readable safetensors file"):
+        load_pair(models)
+
+
+def test_weights_with_other_shapes_fail_the_shape_check(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    weights = variant_dir(models, "plain") / WEIGHTS_FILE
+    state = safetensors.torch.load_file(str(weights))
+    state["net.0.weight"] = torch.zeros(16, 4)  # a 4-feature first layer; the metadata says 3
+    save_file(state, str(weights))
+    match_sha(models, "plain")  # a valid file with a matching hash: only the shape check can catch it
+    with pytest.raises(
+        CheckpointError, match=r"tensor shapes .*'net\.0\.weight': \[16, 4\].* do not match the metadata"
+    ):
+        load_pair(models)
+
+
+def test_weights_and_metadata_shapes_agreeing_but_not_the_architecture(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    weights = variant_dir(models, "plain") / WEIGHTS_FILE
+    state = safetensors.torch.load_file(str(weights))
+    state["net.0.weight"] = torch.zeros(16, 4)
+    save_file(state, str(weights))
+    tensors = {k: list(v.shape) for k, v in state.items()}
+    set_metadata(models, "plain", tensors=tensors, weights_sha256=sha256_file(weights))
+    with pytest.raises(CheckpointError, match=rf"plain/{WEIGHTS_FILE}: tensors .* do not fit the architecture"):
+        load_pair(models)
+
+
+def test_metadata_not_valid_json(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    meta = variant_dir(models, "batchnorm") / METADATA_FILE
+    text = meta.read_text()
+    meta.write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match=rf"batchnorm/{METADATA_FILE}: not valid JSON"):
+        load_pair(models)
+
+
+def test_metadata_missing_a_field(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    meta = variant_dir(models, "plain") / METADATA_FILE
+    data = json.loads(meta.read_text())
+    del data["preprocessing"]
+    meta.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=rf"plain/{METADATA_FILE}: field preprocessing: Field required"):
+        load_pair(models)
+
+
+def test_metadata_with_another_feature_list(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    meta = variant_dir(models, "plain") / METADATA_FILE
+    data = json.loads(meta.read_text())
+    data["preprocessing"]["features"] = ["Pclass", "Fare", "Sex"]
+    meta.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=r"feature list \['Pclass', 'Fare', 'Sex'\].* does not match"):
+        load_pair(models)
+
+
+def test_the_pickle_payload_is_live_but_never_executed(model_dir: Path, tmp_path: Path) -> None:
+    # The payload really runs code when unpickled: torch.load without weights_only would create the marker.
+    probe = tmp_path / "probe.pt"
+    torch.save({"state_dict": _Touch(tmp_path / "PWNED-probe")}, probe)
+    torch.load(probe, weights_only=False)
+    assert (tmp_path / "PWNED-probe").exists()
+    # Planted as a checkpoint (hash matching, so the loader reaches the file), it is refused without running.
+    models = copy_models(model_dir, tmp_path / "models")
+    marker = tmp_path / "PWNED"
+    plant_pickle(models, "plain", marker)
+    with pytest.raises(CheckpointError, match=rf"plain/{WEIGHTS_FILE}: not a readable safetensors file"):
+        load_pair(models)
+    assert not marker.exists()
+
+
+def test_a_raw_pickle_as_weights_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    marker = tmp_path / "PWNED"
+    weights = variant_dir(models, "batchnorm") / WEIGHTS_FILE
+    weights.write_bytes(pickle.dumps(_Touch(marker)))
+    match_sha(models, "batchnorm")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_pair(models)
+    assert not marker.exists()
+
+
+def test_mixed_pair_from_two_runs_is_refused_naming_both(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    run_a = current_id(models)
+    break_mixed_pair(models, tmp_path)
+    with pytest.raises(CheckpointError, match="different training runs") as error:
+        load_pair(models)
+    assert run_a in str(error.value)
+    assert RUN_B in str(error.value)
+
+
+# --- the real server process exits with one line ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerExit:
+    """How `uvicorn service.main:app` ended on a broken model directory."""
+
+    returncode: int
+    stderr: str
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def server_exits(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ServerExit]:
+    """Start one real server per fault, all at once (each spends seconds importing torch), and collect their ends."""
+    started: dict[str, tuple[subprocess.Popen[str], Path]] = {}
+    for fault in FAULTS:
+        tmp = tmp_path_factory.mktemp(fault.id)
+        bad = fault.breaks(copy_models(model_dir, tmp / "models"), tmp)
+        env = {**os.environ, "MODEL_DIR": str(bad)}
+        command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", "0"]
+        process = subprocess.Popen(
+            command, cwd=REPO_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        started[fault.id] = (process, tmp)
+    exits = {}
+    for fault_id, (process, tmp) in started.items():
+        try:
+            _, stderr = process.communicate(timeout=SERVER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        exits[fault_id] = ServerExit(process.returncode, stderr, tmp)
+    return exits
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.id)
+def test_server_exits_with_one_clear_line(server_exits: dict[str, ServerExit], fault: Fault) -> None:
+    end = server_exits[fault.id]
+    assert end.returncode == 1, end.stderr
+    assert "Traceback" not in end.stderr
+    # uvicorn's own INFO lines may come first; the error is exactly one other line.
+    lines = [line for line in end.stderr.splitlines() if line.strip() and not line.startswith("INFO:")]
+    assert len(lines) == 1, end.stderr
+    assert lines[0].startswith("error: cannot load the models: ")
+    assert f"{end.tmp}/" in lines[0]
+    assert fault.file in lines[0]
+    assert fault.problem in lines[0]
+    assert not (end.tmp / "PWNED-by-server").exists()
+
+
+# --- the writer: failures and kills never touch the current run ----------------------------------------------------
+
+
+def assert_current_is(models: Path, run_id: str) -> None:
+    """`current` points at `run_id`, and that pair loads."""
+    assert current_id(models) == run_id
+    assert {c.metadata.run_id for c in load_pair(models).values()} == {run_id}
+
+
+def leftovers(models: Path) -> list[str]:
+    """Temporary run directories and link files a crashed save left behind."""
+    return sorted(p.name for p in [*(models / RUNS_DIR).glob(f"{TMP_PREFIX}*"), *models.glob(f"{TMP_PREFIX}*")])
+
+
+def test_trainer_stops_on_a_bad_last_row_and_keeps_the_current_run(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    run_a = current_id(models)
+    with SHIPPED_CSV_PATH.open(encoding="utf-8", newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    rows[-1][header.index("Pclass")] = "7"  # valid everywhere except the very last row
+    bad_csv = tmp_path / "late-bad-row.csv"
+    with bad_csv.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    before = sorted(p.name for p in (models / RUNS_DIR).iterdir())
+
+    code = trainer_main(["--data", str(bad_csv), "--out", str(models), "--epochs", "1", "--quiet"])
+
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"late-bad-row.csv: column Pclass, row {len(rows)}" in err
+    assert "Traceback" not in err
+    assert_current_is(models, run_a)
+    assert sorted(p.name for p in (models / RUNS_DIR).iterdir()) == before
+
+
+def test_a_write_error_midway_removes_the_partial_run(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    run_a = current_id(models)
+    payload = payload_of(models, RUN_B)
+    writes: list[str] = []
+
+    def disk_full_on_second_write(state: dict[str, torch.Tensor], path: str) -> None:
+        """safetensors' writer, failing like a full disk once the first variant is on disk."""
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(28, "No space left on device")
+        save_file(state, path)
+
+    monkeypatch.setattr("survival.checkpoint.save_file", disk_full_on_second_write)
+    with pytest.raises(OSError, match="No space left"):
+        save_run(models, RUN_B, payload)
+    assert len(writes) == 2
+    assert leftovers(models) == []
+    assert not (models / RUNS_DIR / RUN_B).exists()
+    assert_current_is(models, run_a)
+
+
+# Runs save_run in a real process that SIGKILLs itself at a chosen point of the write.
+KILL_SCRIPT: Final = """
+import os, signal, sys
+from pathlib import Path
+import survival.checkpoint as ck
+
+models, run_id, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+payload = {}
+for name, c in ck.load_pair(models).items():
+    state = {k: (v + 0.25 if v.is_floating_point() else v).contiguous() for k, v in c.model.state_dict().items()}
+    payload[name] = (state, {**c.metadata.model_dump(exclude={"tensors", "weights_sha256"}), "run_id": run_id})
+real_save, real_replace = ck.save_file, os.replace
+saves = []
+
+def save_file(state, path):
+    real_save(state, path)
+    saves.append(path)
+    if point == f"after-weights-{len(saves)}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def replace(src, dst):
+    real_replace(src, dst)
+    if point == "after-rename" and Path(dst).name == run_id:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ck.save_file, ck.os.replace = save_file, replace
+ck.save_run(models, run_id, payload)
+print("not killed")
+"""
+KILL_POINTS: Final = ("after-weights-1", "after-rename")
+
+
+@pytest.fixture(scope="module")
+def killed_saves(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One model directory per kill point, each holding what a save killed at that point left behind."""
+    started = {}
+    for point in KILL_POINTS:
+        models = copy_models(model_dir, tmp_path_factory.mktemp(point) / "models")
+        argv = [sys.executable, "-c", KILL_SCRIPT, str(models), RUN_B, point]
+        started[point] = (subprocess.Popen(argv, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE), models)
+    results = {}
+    for point, (process, models) in started.items():
+        out, err = process.communicate(timeout=SERVER_TIMEOUT_S)
+        assert process.returncode == -signal.SIGKILL, (point, out, err)
+        results[point] = models
+    return results
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_trainer_killed_during_the_write_leaves_current_intact(
+    model_dir: Path, killed_saves: dict[str, Path], point: str
+) -> None:
+    models = killed_saves[point]
+    run_a = current_id(model_dir)
+    assert_current_is(models, run_a)
+    if point == "after-rename":
+        # Both variants were complete and renamed; only the link swap was lost. Nothing partial exists.
+        assert leftovers(models) == []
+        assert {load_checkpoint(models / RUNS_DIR / RUN_B / name).metadata.run_id for name in VARIANTS} == {RUN_B}
+    else:
+        assert leftovers(models) == [f"{TMP_PREFIX}{RUN_B}"]
+        assert not (models / RUNS_DIR / RUN_B).exists()
+    # The next save cleans up what the killed one left, and becomes current.
+    save_run(models, RUN_C, payload_of(models, RUN_C))
+    assert leftovers(models) == []
+    assert_current_is(models, RUN_C)
