@@ -19,13 +19,13 @@ IGNORED_KAGGLE_FIELDS: Final[frozenset[str]] = frozenset(
 
 
 class Passenger(BaseModel):
-    """One passenger. Kaggle's column names (Pclass, Fare, Age) are accepted as aliases."""
+    """One passenger. Kaggle's spellings Pclass, Fare and Age are accepted too, and its other columns ignored."""
 
     # strict: booleans and numeric strings are errors, not silently coerced numbers.
     model_config = ConfigDict(
         strict=True,
         extra="forbid",
-        json_schema_extra={"examples": [{"pclass": 3, "fare": 7.25, "age": 22}, {"Pclass": 1, "Fare": 71.28}]},
+        json_schema_extra={"examples": [{"pclass": 3, "fare": 7.25, "age": 22}, {"pclass": 1, "fare": 71.28}]},
     )
 
     pclass: int = Field(
