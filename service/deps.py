@@ -16,13 +16,13 @@ from service.registry import Registry
 from service.telemetry import Telemetry
 
 
-async def get_settings_of_app(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     """The settings this app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-async def get_registry(request: Request) -> Registry:
+def registry_of(request: Request) -> Registry:
     """The loaded models, or 503 while they are not loaded."""
     registry: Registry | None = getattr(request.app.state, "registry", None)
     if registry is None:
@@ -30,10 +30,25 @@ async def get_registry(request: Request) -> Registry:
     return registry
 
 
-async def get_telemetry(request: Request) -> Telemetry:
+def telemetry_of(request: Request) -> Telemetry:
     """The app's Prometheus metrics."""
     telemetry: Telemetry = request.app.state.telemetry
     return telemetry
+
+
+async def get_settings_of_app(request: Request) -> Settings:
+    """Dependency: the app's settings."""
+    return settings_of(request)
+
+
+async def get_registry(request: Request) -> Registry:
+    """Dependency: the loaded models (503 while not loaded)."""
+    return registry_of(request)
+
+
+async def get_telemetry(request: Request) -> Telemetry:
+    """Dependency: the app's Prometheus metrics."""
+    return telemetry_of(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def preferred(accept: str | None, offered: tuple[str, ...]) -> str:
     """The offered media type the client ranks highest; the first offered when nothing matches better."""
-    if not accept:
+    if not accept or accept == "*/*":  # what most programs send: no preference
         return offered[0]
     best, best_q = offered[0], -1.0
     for part in accept.split(","):

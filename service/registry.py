@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +58,16 @@ class ServedModel:
 
     def predict_proba(self, raw: FloatArray) -> FloatArray:
         """Survival probabilities for raw rows (Pclass, Fare, Age with NaN for unknown)."""
+        return self.probabilities(preprocess(raw, self.metadata.preprocessing))
+
+    def probabilities(self, features: FloatArray) -> FloatArray:
+        """Survival probabilities for already preprocessed rows."""
         # NumPy matmuls on a few rows cost microseconds; a torch call per layer costs more in
         # dispatch than in arithmetic at this size, which is why the served form is NumPy.
-        h = preprocess(raw, self.metadata.preprocessing)
+        h = features
         last = len(self.layers) - 1
         for i, (weight, bias) in enumerate(self.layers):
-            h = h @ weight + bias
+            h = h @ weight + bias  # a new array: `features` is never modified
             if i < last:
                 np.maximum(h, 0.0, out=h)
         logits = h[:, 0]
@@ -78,6 +83,22 @@ class Registry:
     models: dict[VariantName, ServedModel]
     run_id: str
     model_dir: Path
+    # The "models" part of a /predict answer for each choice of models, serialised once at load.
+    versions_json: dict[tuple[VariantName, ...], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        choices: list[tuple[VariantName, ...]] = [VARIANTS, *((name,) for name in VARIANTS)]
+        for names in choices:
+            versions = {name: {"version": self.models[name].version, "run_id": self.run_id} for name in names}
+            self.versions_json[names] = json.dumps(versions, separators=(",", ":"))
+
+    def predict(self, raw: FloatArray, names: tuple[VariantName, ...]) -> dict[VariantName, FloatArray]:
+        """Probabilities of each named model; rows are preprocessed once when the models share the values."""
+        shared = {self.models[name].metadata.preprocessing for name in names}
+        if len(shared) == 1:
+            features = preprocess(raw, shared.pop())
+            return {name: self.models[name].probabilities(features) for name in names}
+        return {name: self.models[name].predict_proba(raw) for name in names}
 
     @classmethod
     def load(cls, model_dir: Path) -> Registry:
