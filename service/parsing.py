@@ -14,6 +14,7 @@ from typing import Any, Final, NoReturn
 import numpy as np
 from fastapi import Request
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from service.errors import ApiError, items_from_validation, summary
 from service.schemas import ErrorItem, Passenger, PassengerBatch
@@ -43,10 +44,15 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, f"request body of {int(declared)} bytes is over the limit of {max_bytes} bytes")
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > max_bytes:
-            raise ApiError(413, f"request body is over the limit of {max_bytes} bytes")
+    try:
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > max_bytes:
+                raise ApiError(413, f"request body is over the limit of {max_bytes} bytes")
+    except ClientDisconnect:
+        # The client hung up mid-body (load generators do at the end of a run): nothing to answer,
+        # and not a server error to log with a traceback.
+        raise ApiError(400, "the client disconnected before sending the whole body") from None
     return bytes(chunks)
 
 

@@ -291,3 +291,36 @@ def test_limits_are_exact_at_the_boundary(client: TestClient) -> None:
     assert len(at_limit.json()["predictions"]) == MAX_BATCH
     padded = passenger().ljust(MAX_BODY, b" ")
     assert client.post("/predict", content=padded, headers={"content-type": JSON}).status_code == 200
+
+
+def test_client_disconnect_mid_body_is_a_4xx_not_a_logged_server_error(model_dir: Path) -> None:
+    import asyncio
+
+    from starlette.types import Message
+
+    app = create_app(Settings(model_dir=model_dir))
+    sent: list[Message] = []
+    chunks: list[Message] = [
+        {"type": "http.request", "body": b'{"pclass": 3,', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    messages = iter(chunks)
+
+    async def receive() -> Message:
+        return next(messages)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }  # fmt: skip
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+
+    asyncio.run(run())
+    assert sent[0]["status"] == 400
