@@ -50,6 +50,11 @@ def test_served_form_equals_eval_mode_torch_model_on_all_training_passengers(mod
         got = served.predict_proba(raw)
         assert got.shape == (891,)
         assert np.abs(got - expected).max() <= 1e-5
+        # The form /predict uses when both models answer: one side-by-side network.
+        assert registry.both is not None
+        together = registry.predict(raw, ("batchnorm", "plain"))[name]
+        assert np.abs(together - expected).max() <= 1e-5
+        assert np.abs(together - got).max() <= 1e-12
 
 
 def test_predict_single_passenger_answers_both_models(client: TestClient) -> None:

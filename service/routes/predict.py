@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import registry_of, settings_of, telemetry_of
@@ -15,7 +15,7 @@ from service.errors import ApiError
 from service.negotiation import preferred
 from service.parsing import ParsedPassengers, parse_body, read_body
 from service.registry import Registry
-from service.schemas import ErrorResponse, Passenger, PassengerBatch, PredictResponse
+from service.schemas import ErrorItem, ErrorResponse, Passenger, PassengerBatch, PredictResponse
 from survival.features import FloatArray
 from survival.model import VARIANTS, VariantName
 
@@ -38,7 +38,15 @@ CSV_EXAMPLE = (
     "PassengerId,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked\n"
     '892,3,"Kelly, Mr. James",male,34.5,0,0,330911,7.8292,,Q\n'
 )
+MODEL_PARAMETER: Final[dict[str, Any]] = {
+    "name": "model",
+    "in": "query",
+    "required": False,
+    "description": "Answer with this model only (default: both).",
+    "schema": {"type": "string", "enum": list(VARIANTS)},
+}
 REQUEST_BODY: Final[dict[str, Any]] = {
+    "parameters": [MODEL_PARAMETER],
     "requestBody": {
         "required": True,
         "content": {
@@ -70,14 +78,12 @@ REQUEST_BODY: Final[dict[str, Any]] = {
     openapi_extra=REQUEST_BODY,
     summary="Survival probability of one passenger or a batch",
 )
-async def predict(
-    request: Request,
-    model: Annotated[VariantName | None, Query(description="Answer with this model only (default: both).")] = None,
-) -> Response:
+async def predict(request: Request) -> Response:
     """Predict with both models (or `model`); JSON in, or Kaggle test.csv rows in; JSON or a submission CSV out."""
-    # The hot path reads the app's state directly: FastAPI's dependency resolution of three
-    # dependencies cost more per request than parsing, both models and the answer together.
+    # The hot path reads the app's state and its one query parameter itself: FastAPI's parameter
+    # and dependency resolution cost more per request than parsing, both models and the answer.
     registry, settings, telemetry = registry_of(request), settings_of(request), telemetry_of(request)
+    model = model_parameter(request)
     body = await read_body(request, settings.max_body_bytes)
     parsed = parse_body(body, request.headers.get("content-type"), settings.max_batch_size)
     want_csv = preferred(request.headers.get("accept"), RESPONSE_TYPES) == "text/csv"
@@ -95,6 +101,19 @@ async def predict(
     if want_csv:
         return Response(submission_csv(parsed, probs[names[0]]), media_type="text/csv", headers={"Vary": "Accept"})
     return Response(json_answer(registry, parsed, probs), media_type="application/json", headers={"Vary": "Accept"})
+
+
+def model_parameter(request: Request) -> VariantName | None:
+    """The `model` query parameter: None, or a served variant's name (else 422 naming the parameter)."""
+    values = request.query_params.getlist("model")
+    if not values:
+        return None
+    for name in VARIANTS:
+        if values == [name]:
+            return name
+    allowed = " or ".join(repr(v) for v in VARIANTS)
+    message = f"Input should be {allowed}" if len(values) == 1 else "give model at most once"
+    raise ApiError(422, f"model: {message}", [ErrorItem(field="model", message=message)])
 
 
 def json_answer(registry: Registry, parsed: ParsedPassengers, probs: dict[VariantName, FloatArray]) -> bytes:
