@@ -27,6 +27,7 @@ from service.routes import health, metrics, models, predict
 from service.schemas import Passenger, PassengerBatch
 from service.telemetry import Telemetry, TelemetryMiddleware
 from survival.checkpoint import CheckpointError
+from survival.study import STUDY_FILE
 
 logger = logging.getLogger("service")
 STATIC_DIR = Path(__file__).resolve().parent / "dashboard" / "static"
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     app.state.settings = settings
     app.state.registry = None
     app.state.telemetry = Telemetry()
-    app.state.study = metrics.StudyCache(settings.model_dir / metrics.STUDY_FILE)
+    app.state.study = metrics.StudyCache(settings.model_dir / STUDY_FILE)
     install_error_handlers(app)
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)
     for module in (predict, health, models, metrics):

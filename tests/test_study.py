@@ -341,3 +341,30 @@ def test_batched_on_cuda_matches_cpu_in_float64(dataset: Dataset) -> None:
     gpu = train_batched(data, ("batchnorm", "plain"), replace(config, device="cuda"))
     torch.testing.assert_close(gpu.curves, cpu.curves, rtol=0, atol=1e-6)
     torch.testing.assert_close(gpu.val_logits, cpu.val_logits, rtol=0, atol=1e-6)
+
+
+def test_study_if_missing_skips_a_current_study_and_reruns_when_asked(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_DIR, SHIPPED_CSV_PATH
+
+    def study(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        args = ["--seeds", "2", "--epochs", "2", "--out", str(tmp_path), "--data", str(SHIPPED_CSV_PATH), "--quiet"]
+        return subprocess.run(
+            [sys.executable, "-m", "training", "study", *args, *extra],
+            cwd=REPO_DIR, capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+
+    first = study("--if-missing")
+    assert first.returncode == 0, first.stderr
+    stamp = (tmp_path / "study.json").stat().st_mtime_ns
+    again = study("--if-missing")
+    assert again.returncode == 0, again.stderr
+    assert "not rerunning" in again.stdout
+    assert (tmp_path / "study.json").stat().st_mtime_ns == stamp
+    forced = study("--if-missing", env={"RETRAIN": "1"})
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "study.json").stat().st_mtime_ns != stamp

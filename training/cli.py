@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from survival.checkpoint import CheckpointError, load_pair, save_run
+from survival.study import STUDY_FILE, load_study
 from training.data import DataError, load_csv
 from training.evaluate import evaluate_pair, evaluation_table
 from training.loop import TrainConfig
@@ -84,7 +85,7 @@ def train_parser() -> argparse.ArgumentParser:
 def run_train(argv: Sequence[str]) -> int:
     """Train both variants and write the checkpoint pair."""
     args = train_parser().parse_args(argv)
-    if args.if_missing and os.environ.get("RETRAIN", "").lower() not in ("1", "true", "yes"):
+    if args.if_missing and not retrain_forced():
         try:
             pair = load_pair(args.out)
         except CheckpointError as exc:
@@ -149,7 +150,33 @@ def study_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sweep", action="store_true", help="also sweep Adam lr 1e-3/1e-2/5e-2 and SGD lr 0.01/0.1/0.5 on the seeds"
     )
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="exit 0 at once when <out>/study.json already holds this study (same data, seeds, epochs, sweep); "
+        "env RETRAIN=1 overrides",
+    )
     return parser
+
+
+def retrain_forced() -> bool:
+    """Whether the RETRAIN environment variable asks to ignore --if-missing."""
+    return os.environ.get("RETRAIN", "").lower() in ("1", "true", "yes")
+
+
+def study_is_current(args: argparse.Namespace, data_sha256: str) -> bool:
+    """Whether <out>/study.json already answers this exact study request."""
+    try:
+        existing = load_study(args.out / STUDY_FILE)
+    except ValueError:
+        return False
+    return (
+        existing is not None
+        and existing.data.sha256 == data_sha256
+        and existing.seeds == list(range(args.seeds))
+        and existing.epochs == args.epochs
+        and (existing.sweep is not None or not args.sweep)
+    )
 
 
 def run_study_command(argv: Sequence[str]) -> int:
@@ -157,6 +184,9 @@ def run_study_command(argv: Sequence[str]) -> int:
     args = study_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     dataset = load_csv(args.data)
+    if args.if_missing and not retrain_forced() and study_is_current(args, dataset.sha256):
+        print(f"{args.out / STUDY_FILE} already holds this study; not rerunning (set RETRAIN=1 to force)")
+        return 0
     config = TrainConfig(epochs=args.epochs, device=resolve_device(args.device))
     report = run_study(dataset, range(args.seeds), config, sweep=args.sweep, progress=not args.quiet)
     path = write_study(report, args.out)

@@ -21,7 +21,6 @@ from survival.study import StudyReport, load_study
 router = APIRouter(tags=["metrics"])
 logger = logging.getLogger("service")
 
-STUDY_FILE: Final[str] = "study.json"
 METRICS_TYPES: Final[tuple[str, ...]] = ("application/json", "text/html")
 # The dashboard's scripts and styles come from /static only; the data rides in a non-executed JSON block.
 DASHBOARD_CSP: Final[str] = (
