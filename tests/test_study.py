@@ -53,15 +53,19 @@ def dataset() -> Dataset:
     return load_csv(SHIPPED_CSV_PATH)
 
 
-@pytest.mark.parametrize(("optimizer", "lr", "epochs"), [("adam", 1e-3, 15), ("sgd", 0.1, 4)])
+@pytest.mark.parametrize(
+    ("optimizer", "lr", "epochs", "seeds"),
+    [("adam", 1e-3, 15, SEEDS), ("sgd", 0.1, 4, SEEDS), ("adam", 1e-3, 4, (0,))],
+)
 def test_batched_matches_single_run_trainer_in_float64(
-    dataset: Dataset, optimizer: OptimizerName, lr: float, epochs: int
+    dataset: Dataset, optimizer: OptimizerName, lr: float, epochs: int, seeds: tuple[int, ...]
 ) -> None:
+    # A single seed is its own case: with one batchnorm model the stacked reshapes become views.
     config = TrainConfig(epochs=epochs, optimizer=optimizer, learning_rate=lr, dtype=torch.float64)
-    data, _ = prepare_seeds(dataset, SEEDS, config)
+    data, _ = prepare_seeds(dataset, seeds, config)
     # Plain listed first: the stack reorders its models (batchnorm first) and must still find each one.
     result = train_batched(data, ("plain", "batchnorm"), config)
-    for i, seed in enumerate(SEEDS):
+    for i, seed in enumerate(seeds):
         x_train, y_train = data.x_train[i].double(), data.y_train[i].double()
         x_val, y_val = data.x_val[i].double(), data.y_val[i].double()
         for variant in ("batchnorm", "plain"):
@@ -80,7 +84,8 @@ def test_batched_matches_single_run_trainer_in_float64(
                 logits = model(x_val)
             torch.testing.assert_close(result.val_logits[m], logits, rtol=0, atol=1e-6)
     # The seeds are really different runs (a stack that trained one seed three times would fail above too).
-    assert result.model_curves(result.index("plain", 0)) != result.model_curves(result.index("plain", 4))
+    if len(seeds) > 1:
+        assert result.model_curves(result.index("plain", 0)) != result.model_curves(result.index("plain", 4))
 
 
 def test_stat_is_mean_and_sample_std() -> None:

@@ -133,6 +133,10 @@ class BatchedNet:
                 # (k, rows, width) -> (rows, k * width): channel j * width + c is feature c of model j, so one
                 # batch-norm call normalises every model's features with that model's own batch statistics.
                 block = z[:k].transpose(0, 1).reshape(rows, k * width)
+                if block.data_ptr() == z.data_ptr():
+                    # With one batchnorm model the reshape is a view of z, which is overwritten below;
+                    # the backward pass needs the input as it was.
+                    block = block.clone()
                 normed, mean, invstd = torch.native_batch_norm(
                     block,
                     self.bn_weights[layer],
