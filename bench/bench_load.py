@@ -36,21 +36,16 @@ import multiprocessing
 import os
 import platform
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-REPO_ROOT: Final[Path] = Path(__file__).resolve().parent.parent
-HOST: Final[str] = "127.0.0.1"
-READY_TIMEOUT_S: Final[float] = 60.0
+from server import HOST, serving, train_quick_pair
+
 REQUEST_TIMEOUT_S: Final[float] = 30.0
 TARGET_RSS_GROWTH: Final[float] = 0.10
 BATCH_SIZE: Final[int] = 100
@@ -88,14 +83,6 @@ class Tally:
             self.errors += 1
             if len(self.samples) < 5:
                 self.samples.append(problem)
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def vm_rss_kib(pid: int) -> int:
@@ -245,46 +232,6 @@ def drive(client: str, port: int, planned: list[Planned], concurrency: int, max_
     return asyncio.run(run(port, planned, concurrency, max_seconds))
 
 
-def train_quick_pair(out: Path) -> None:
-    """Train both variants for 5 epochs into `out` (the load test needs real checkpoints, not good ones)."""
-    cmd = [sys.executable, "-m", "training", "--epochs", "5", "--out", str(out), "--quiet"]
-    subprocess.run(cmd, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
-
-
-@contextmanager
-def serving(model_dir: Path, log_path: Path) -> Iterator[tuple[int, int]]:
-    """Run `uvicorn service.main:app` (one worker) until the block ends; yields (port, pid) once /ready is 200."""
-    import httpx
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", HOST, "--port", str(port)]
-    cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
-    env = {**os.environ, "MODEL_DIR": str(model_dir)}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with status {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"http://{HOST}:{port}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server was not ready within {READY_TIMEOUT_S:.0f} s:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield port, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def percentile_ms(values: list[float], q: float) -> float:
     """The q-quantile of `values` (seconds) in milliseconds, nearest rank."""
     if not values:
@@ -344,7 +291,7 @@ def main() -> int:
             model_dir = work / "models"
             print(f"training a quick pair (5 epochs) into {model_dir} ...", flush=True)
             train_quick_pair(model_dir)
-        with serving(model_dir.resolve(), work / "server.log") as (port, pid):
+        with serving("service.main:app", model_dir.resolve(), work / "server.log") as (port, pid):
             rss_ready = vm_rss_kib(pid)
             warm = pool.submit(drive, args.client, port, warmup, args.concurrency, args.max_seconds).result()
             rss_before, cpu_before = vm_rss_kib(pid), cpu_seconds(pid)

@@ -31,22 +31,18 @@ import platform
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-BENCH_DIR: Final[Path] = Path(__file__).resolve().parent
-REPO_ROOT: Final[Path] = BENCH_DIR.parent
-HOST: Final[str] = "127.0.0.1"
+from server import HOST, serving, train_quick_pair
+
 SINGLE: Final[bytes] = b'{"pclass":3,"fare":7.25,"age":22}'
 ENDPOINTS: Final[dict[str, str]] = {"trivial (validate only)": "/_trivial", "predict (both models)": "/predict"}
 CONCURRENCY: Final[tuple[int, ...]] = (1, 16, 64)
@@ -54,7 +50,6 @@ TARGET_CONCURRENCY: Final[int] = 16
 TARGET_RATIO: Final[float] = 0.80
 TARGET_P99_MS: Final[float] = 10.0
 TARGET_BATCH_MS: Final[float] = 150.0
-READY_TIMEOUT_S: Final[float] = 60.0
 # The last line of a logged traceback: a dotted or *Error/*Exception class name, optionally with a message.
 EXCEPTION_LINE: Final[re.Pattern[str]] = re.compile(
     r"^(?:[a-z_]\w*\.)+[A-Z]\w*(?::|$)|^[A-Z]\w*(?:Error|Exception)(?::|$)"
@@ -88,20 +83,6 @@ class Load:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
 
-def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def train_quick_pair(out: Path) -> None:
-    """Train both variants for 5 epochs into `out` (the benchmark needs real checkpoints, not good ones)."""
-    cmd = [sys.executable, "-m", "training", "--epochs", "5", "--out", str(out), "--quiet"]
-    subprocess.run(cmd, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
-
-
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
     """One HTTP request on a fresh connection: (status, body)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
@@ -112,38 +93,6 @@ def request(port: int, method: str, path: str, body: bytes | None = None) -> tup
         return response.status, response.read()
     finally:
         conn.close()
-
-
-@contextmanager
-def serving(model_dir: Path, log_path: Path) -> Iterator[int]:
-    """Run the benchmark app in one uvicorn worker until the block ends; yields its port once /ready says 200."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "bench_app:app", "--app-dir", str(BENCH_DIR)]
-    cmd += ["--host", HOST, "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
-    env = {**os.environ, "MODEL_DIR": str(model_dir)}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with status {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if request(port, "GET", "/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server was not ready within {READY_TIMEOUT_S:.0f} s:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def check_endpoints(port: int) -> None:
@@ -326,7 +275,7 @@ def main() -> int:
             print(f"training a quick pair (5 epochs) into {model_dir} ...", flush=True)
             train_quick_pair(model_dir)
         results: dict[tuple[str, int], Load] = {}
-        with serving(model_dir.resolve(), work / "server.log") as port:
+        with serving("bench_app:app", model_dir.resolve(), work / "server.log") as (port, _):
             check_endpoints(port)
             print(f"server ready on {HOST}:{port} (models from {model_dir})\n", flush=True)
             header = f"{'endpoint':<24}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'requests':>10}{'errors':>8}"

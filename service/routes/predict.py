@@ -67,7 +67,7 @@ REQUEST_BODY: Final[dict[str, Any]] = {
             },
             "text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE},
         },
-    }
+    },
 }
 
 

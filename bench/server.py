@@ -1,0 +1,72 @@
+"""What the benchmark scripts share: a free loopback port, quick checkpoints, and a uvicorn server to measure."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+BENCH_DIR: Final[Path] = Path(__file__).resolve().parent
+REPO_ROOT: Final[Path] = BENCH_DIR.parent
+HOST: Final[str] = "127.0.0.1"
+READY_TIMEOUT_S: Final[float] = 60.0
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def train_quick_pair(out: Path) -> None:
+    """Train both variants for 5 epochs into `out` (a benchmark needs real checkpoints, not good ones)."""
+    cmd = [sys.executable, "-m", "training", "--epochs", "5", "--out", str(out), "--quiet"]
+    subprocess.run(cmd, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def ready(port: int) -> bool:
+    """Whether GET /ready answers 200."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        conn.request("GET", "/ready")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+@contextmanager
+def serving(app: str, model_dir: Path, log_path: Path) -> Iterator[tuple[int, int]]:
+    """Run `uvicorn APP` (one worker, from bench/ and the repo) until the block ends; yields (port, pid) when ready."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(BENCH_DIR), "--host", HOST, "--port", str(port)]
+    cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "PYTHONPATH": str(REPO_ROOT)}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not ready(port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with status {proc.returncode}:\n{log_path.read_text()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server was not ready within {READY_TIMEOUT_S:.0f} s:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
