@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_DIR, need
+from conftest import REPO_DIR, SHIPPED_CSV_PATH, need
 
 CHROMIUM_PATH = Path("/usr/bin/chromium")
 CHROMEDRIVER_PATH = Path("/usr/bin/chromedriver")
@@ -30,14 +31,22 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn server (one worker) on loopback serving the session's checkpoints."""
+    """A real uvicorn server (one worker) on loopback serving the session's checkpoints plus a small real study."""
+    from training.data import load_csv
+    from training.loop import TrainConfig
+    from training.study import run_study, write_study
+
+    served = tmp_path_factory.mktemp("served") / "models"
+    shutil.copytree(model_dir, served, symlinks=True)
+    study = run_study(load_csv(SHIPPED_CSV_PATH), range(2), TrainConfig(epochs=3), sweep=True)
+    write_study(study, served)
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO_DIR,
-        env={**os.environ, "MODEL_DIR": str(model_dir)},
+        env={**os.environ, "MODEL_DIR": str(served)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -114,6 +123,15 @@ def test_dashboard_renders_both_models_charts_without_console_errors(server_url:
         assert labels[0].startswith("with BatchNorm:")
         assert labels[1].startswith("without BatchNorm:")
         assert int(labels[0].split(":")[1]) > 0
+    # The study's learning-rate plots: both variants, one point per learning rate, with error bars.
+    for canvas_id in ("chart-sweep-adam", "chart-sweep-sgd"):
+        canvas = browser.find_element(By.ID, canvas_id)
+        assert canvas.get_attribute("data-rendered") == "true"
+        points = browser.execute_script(
+            "return Chart.getChart(arguments[0]).data.datasets.map(d => d.data.filter(v => v !== null).length)", canvas
+        )
+        assert points == [3, 3]
+    assert "Over 2 seeds" in browser.find_element(By.ID, "study").text
     table = browser.find_element(By.ID, "metrics").text
     assert "with BatchNorm" in table
     assert "without BatchNorm" in table
