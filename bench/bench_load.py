@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from server import HOST, serving, train_quick_pair
+from server import HOST, models_or_quick_pair, serving
 
 REQUEST_TIMEOUT_S: Final[float] = 30.0
 TARGET_RSS_GROWTH: Final[float] = 0.10
@@ -286,12 +286,8 @@ def main() -> int:
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp, ProcessPoolExecutor(1, mp_context=context) as pool:
         work = Path(tmp)
-        model_dir = args.models
-        if model_dir is None:
-            model_dir = work / "models"
-            print(f"training a quick pair (5 epochs) into {model_dir} ...", flush=True)
-            train_quick_pair(model_dir)
-        with serving("service.main:app", model_dir.resolve(), work / "server.log") as (port, pid):
+        model_dir = models_or_quick_pair(args.models, work)
+        with serving("service.main:app", model_dir, work / "server.log") as (port, pid):
             rss_ready = vm_rss_kib(pid)
             warm = pool.submit(drive, args.client, port, warmup, args.concurrency, args.max_seconds).result()
             rss_before, cpu_before = vm_rss_kib(pid), cpu_seconds(pid)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from server import HOST, serving, train_quick_pair
+from server import HOST, models_or_quick_pair, serving
 
 SINGLE: Final[bytes] = b'{"pclass":3,"fare":7.25,"age":22}'
 ENDPOINTS: Final[dict[str, str]] = {"trivial (validate only)": "/_trivial", "predict (both models)": "/predict"}
@@ -269,13 +269,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_service_") as tmp:
         work = Path(tmp)
-        model_dir = args.models
-        if model_dir is None:
-            model_dir = work / "models"
-            print(f"training a quick pair (5 epochs) into {model_dir} ...", flush=True)
-            train_quick_pair(model_dir)
+        model_dir = models_or_quick_pair(args.models, work)
         results: dict[tuple[str, int], Load] = {}
-        with serving("bench_app:app", model_dir.resolve(), work / "server.log") as (port, _):
+        with serving("bench_app:app", model_dir, work / "server.log") as (port, _):
             check_endpoints(port)
             print(f"server ready on {HOST}:{port} (models from {model_dir})\n", flush=True)
             header = f"{'endpoint':<24}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'requests':>10}{'errors':>8}"

@@ -27,10 +27,16 @@ def free_port() -> int:
         return port
 
 
-def train_quick_pair(out: Path) -> None:
-    """Train both variants for 5 epochs into `out` (a benchmark needs real checkpoints, not good ones)."""
+def models_or_quick_pair(models: Path | None, work: Path) -> Path:
+    """`models` if given, else a pair trained for 5 epochs into `work` (a benchmark needs real checkpoints, not good
+    ones); resolved, because the server runs from another directory."""
+    if models is not None:
+        return models.resolve()
+    out = work / "models"
+    print(f"training a quick pair (5 epochs) into {out} ...", flush=True)
     cmd = [sys.executable, "-m", "training", "--epochs", "5", "--out", str(out), "--quiet"]
     subprocess.run(cmd, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+    return out.resolve()
 
 
 def ready(port: int) -> bool:
