@@ -36,11 +36,6 @@ def telemetry_of(request: Request) -> Telemetry:
     return telemetry
 
 
-async def get_settings_of_app(request: Request) -> Settings:
-    """Dependency: the app's settings."""
-    return settings_of(request)
-
-
 async def get_registry(request: Request) -> Registry:
     """Dependency: the loaded models (503 while not loaded)."""
     return registry_of(request)
@@ -51,6 +46,5 @@ async def get_telemetry(request: Request) -> Telemetry:
     return telemetry_of(request)
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]

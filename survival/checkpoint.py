@@ -15,7 +15,6 @@ touches the previous good run.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -23,11 +22,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from survival.features import FEATURES, Preprocessing
+from survival.jsonfile import JsonFileError, read_json_model
 from survival.model import VARIANTS, ModelConfig, SurvivalNet, VariantName
 
 FORMAT_VERSION: Final[int] = 1
@@ -286,21 +286,13 @@ def load_pair(model_dir: Path) -> dict[VariantName, Checkpoint]:
 
 def _read_metadata(path: Path) -> CheckpointMetadata:
     try:
-        raw = path.read_bytes()
+        return read_json_model(path, CheckpointMetadata)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: metadata file is missing") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    try:
-        return CheckpointMetadata.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise CheckpointError(f"{path}: field {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+    except JsonFileError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def _fsync(path: Path) -> None:

@@ -5,12 +5,12 @@ Schema only, so the service can show the results without importing the trainer.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from survival.jsonfile import JsonFileError, read_json_model
 from survival.model import VariantName
 
 STUDY_FORMAT_VERSION: Final[int] = 1
@@ -126,20 +126,14 @@ class StudyReport(_Frozen):
 def load_study(path: Path) -> StudyReport | None:
     """The study at `path`, None when the file does not exist; a ValueError naming the file when it is invalid."""
     try:
-        raw = path.read_bytes()
+        return read_json_model(path, StudyReport)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the study results ({exc.strerror})") from None
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: the study results are not valid JSON ({exc})") from None
-    try:
-        return StudyReport.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ValueError(
-            f"{path}: invalid study results: field {where}: {first['msg']} ({exc.error_count()} problem(s))"
-        ) from None
+    except JsonFileError as exc:
+        text = str(exc)
+        # "not valid JSON (...)" reads as "the study results are not valid JSON (...)"; a field error as
+        # "invalid study results: field ...".
+        prefix = "the study results are " if text.startswith("not valid JSON") else "invalid study results: "
+        raise ValueError(f"{path}: {prefix}{text}") from None

@@ -16,6 +16,7 @@ from survival.study import STUDY_FILE, load_study
 from training.data import DataError, load_csv
 from training.evaluate import evaluate_pair, evaluation_table
 from training.loop import TrainConfig
+from training.metrics import metrics_table
 from training.run import RunResult, resolve_device, train_run
 from training.study import run_study, table, write_study
 
@@ -118,12 +119,8 @@ def summary(result: RunResult) -> str:
     lines = [
         f"data {d.file_name} sha256 {d.sha256[:12]}: {d.n_train} train / {d.n_val} validation rows, "
         f"seed {result.config.seed}, {result.config.epochs} epochs",
-        f"{'variant':<10} {'accuracy':>8} {'log_loss':>8} {'roc_auc':>8} {'f1':>6} {'brier':>6}",
+        *metrics_table((name, v.metrics) for name, v in result.variants.items()),
     ]
-    for name, v in result.variants.items():
-        m = v.metrics
-        auc = f"{m.roc_auc:.3f}" if m.roc_auc is not None else "n/a"
-        lines.append(f"{name:<10} {m.accuracy:>8.3f} {m.log_loss:>8.3f} {auc:>8} {m.f1:>6.3f} {m.brier:>6.3f}")
     lines.append(f"{'majority':<10} {result.baseline.majority_accuracy:>8.3f}  (always predicts the majority class)")
     return "\n".join(lines)
 

@@ -9,7 +9,7 @@ from survival.checkpoint import Checkpoint, ValidationMetrics
 from survival.features import FloatArray, preprocess
 from survival.model import VariantName
 from training.data import Dataset
-from training.metrics import validation_metrics
+from training.metrics import metrics_table, validation_metrics
 
 
 class EvaluatedData(BaseModel):
@@ -76,11 +76,8 @@ def evaluation_table(report: EvaluationReport) -> str:
     lines = [
         f"run {report.run_id} on {d.file_name} (sha256 {d.sha256[:12]}): {d.n_rows} rows, "
         f"{100 * d.positive_rate:.1f} % survived",
-        f"{'variant':<10} {'accuracy':>8} {'log_loss':>8} {'roc_auc':>8} {'f1':>6} {'brier':>6}",
+        *metrics_table(report.models.items()),
     ]
-    for name, m in report.models.items():
-        auc = f"{m.roc_auc:.3f}" if m.roc_auc is not None else "n/a"
-        lines.append(f"{name:<10} {m.accuracy:>8.3f} {m.log_loss:>8.3f} {auc:>8} {m.f1:>6.3f} {m.brier:>6.3f}")
     lines.append(f"{'majority':<10} {report.majority_accuracy:>8.3f}  (the training split's majority class)")
     if d.is_training_file:
         lines.append(

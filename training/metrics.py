@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -34,3 +36,12 @@ def majority_baseline(train_labels: IntArray, val_labels: IntArray) -> Baseline:
     majority = int(np.bincount(train_labels, minlength=2).argmax())
     accuracy = float(skm.accuracy_score(val_labels, np.full_like(val_labels, majority)))
     return Baseline(majority_class=majority, majority_accuracy=accuracy)
+
+
+def metrics_table(rows: Iterable[tuple[str, ValidationMetrics]]) -> list[str]:
+    """A header and one plain-text line per model: accuracy, log-loss, ROC AUC, F1, Brier."""
+    lines = [f"{'variant':<10} {'accuracy':>8} {'log_loss':>8} {'roc_auc':>8} {'f1':>6} {'brier':>6}"]
+    for name, m in rows:
+        auc = f"{m.roc_auc:.3f}" if m.roc_auc is not None else "n/a"
+        lines.append(f"{name:<10} {m.accuracy:>8.3f} {m.log_loss:>8.3f} {auc:>8} {m.f1:>6.3f} {m.brier:>6.3f}")
+    return lines

@@ -15,7 +15,7 @@ from service.errors import ApiError
 from service.negotiation import preferred
 from service.parsing import ParsedPassengers, parse_body, read_body
 from service.registry import Registry
-from service.schemas import ErrorItem, ErrorResponse, Passenger, PassengerBatch, PredictResponse
+from service.schemas import ErrorItem, ErrorResponse, PredictResponse
 from survival.features import FloatArray
 from survival.model import VARIANTS, VariantName
 
@@ -143,7 +143,3 @@ def submission_csv(parsed: ParsedPassengers, probs: FloatArray) -> str:
     for pid, p in zip(parsed.passenger_ids or [], probs.tolist(), strict=True):
         writer.writerow([pid, int(p >= THRESHOLD)])
     return out.getvalue()
-
-
-# Referenced so that FastAPI puts both request schemas in components for the $refs above.
-OPENAPI_MODELS: Final = (Passenger, PassengerBatch)
