@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     compute_threads: int = Field(
         default=1,
         ge=1,
-        description="Threads for torch (loading) and NumPy's BLAS (inference). At this model size a second "
+        description="Threads for NumPy's BLAS (inference). At this model size a second "
         "thread only adds synchronisation, and on a busy machine it costs far more.",
     )
     inline_max_rows: int = Field(

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
@@ -46,7 +45,6 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.compute_threads)
         threadpool_limits(settings.compute_threads, user_api="blas")
         try:
             app.state.registry = Registry.load(settings.model_dir)

@@ -1,4 +1,4 @@
-"""The loaded models: each checkpoint folded into its deployment form, with its metadata."""
+"""The loaded models: each variant's served (folded) form with its metadata, both run as one network."""
 
 from __future__ import annotations
 
@@ -7,49 +7,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn.utils.fusion import fuse_linear_bn_eval
 
-from survival.checkpoint import Checkpoint, CheckpointMetadata, load_pair
+from survival.checkpoint import CheckpointMetadata
 from survival.features import FloatArray, preprocess
-from survival.model import VARIANTS, SurvivalNet, VariantName
-
-
-def fold_layers(model: SurvivalNet) -> list[tuple[FloatArray, FloatArray]]:
-    """(weight (in, out), bias) per affine layer, with each eval-mode BatchNorm folded into its Linear.
-
-    In eval() a BatchNorm layer is a fixed affine map built from its running statistics, so
-    Linear -> BN equals one Linear; what remains is affine -> ReLU -> ... -> affine.
-    """
-    if model.training:
-        raise ValueError("fold_layers needs a model in eval() mode (BN must use its running statistics)")
-    layers: list[tuple[FloatArray, FloatArray]] = []
-    modules = list(model.net)
-    with torch.no_grad():
-        for i, module in enumerate(modules):
-            if not isinstance(module, nn.Linear):
-                continue
-            after = modules[i + 1] if i + 1 < len(modules) else None
-            linear = fuse_linear_bn_eval(module, after) if isinstance(after, nn.BatchNorm1d) else module
-            weight = linear.weight.detach().to(torch.float64).numpy().T.copy()
-            bias = linear.bias.detach().to(torch.float64).numpy().copy()
-            layers.append((weight, bias))
-    return layers
+from survival.served import Layers, ServedCheckpoint, forward, load_served_current
+from survival.variants import VARIANTS, VariantName
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One variant as served: folded float64 layers plus the checkpoint's metadata."""
+    """One variant as served: folded float64 layers plus the checkpoint's metadata and artifacts."""
 
     name: VariantName
     metadata: CheckpointMetadata
-    layers: list[tuple[FloatArray, FloatArray]]
+    layers: Layers
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def from_checkpoint(cls, name: VariantName, checkpoint: Checkpoint) -> ServedModel:
-        """Fold a loaded checkpoint into its serving form."""
-        return cls(name=name, metadata=checkpoint.metadata, layers=fold_layers(checkpoint.model))
+    def from_checkpoint(cls, name: VariantName, checkpoint: ServedCheckpoint) -> ServedModel:
+        """The serving form of a loaded served checkpoint."""
+        return cls(name=name, metadata=checkpoint.metadata, layers=checkpoint.layers, artifacts=checkpoint.artifacts)
 
     @property
     def version(self) -> str:
@@ -65,28 +42,13 @@ class ServedModel:
         return forward(self.layers, features)[:, 0]
 
 
-def forward(layers: list[tuple[FloatArray, FloatArray]], features: FloatArray) -> FloatArray:
-    """Affine -> ReLU -> ... -> affine, then the sigmoid: probabilities, one column per output."""
-    # NumPy matmuls on a few rows cost microseconds; a torch call per layer costs more in
-    # dispatch than in arithmetic at this size, which is why the served form is NumPy.
-    h = features
-    last = len(layers) - 1
-    for i, (weight, bias) in enumerate(layers):
-        h = h @ weight + bias  # a new array: `features` is never modified
-        if i < last:
-            np.maximum(h, 0.0, out=h)
-    # sigmoid(x) = exp(-log(1 + exp(-x))), stable for large |x|.
-    probs: FloatArray = np.exp(-np.logaddexp(0.0, -h))
-    return probs
-
-
-def side_by_side(models: list[ServedModel]) -> list[tuple[FloatArray, FloatArray]]:
+def side_by_side(models: list[ServedModel]) -> Layers:
     """One network computing several same-depth models at once: inputs shared, then block-diagonal layers.
 
     ReLU acts elementwise, so the off-diagonal zero blocks keep the models apart exactly; output
     column j is model j's. Half the matmuls of running the two models one after the other.
     """
-    combined = []
+    combined: Layers = []
     for depth, parts in enumerate(zip(*(m.layers for m in models), strict=True)):
         weights = [w for w, _ in parts]
         bias = np.concatenate([b for _, b in parts])
@@ -109,10 +71,12 @@ class Registry:
     models: dict[VariantName, ServedModel]
     run_id: str
     model_dir: Path
+    # The resolved run directory the models were read from.
+    run_dir: Path | None = None
     # The "models" part of a /predict answer for each choice of models, serialised once at load.
     versions_json: dict[tuple[VariantName, ...], str] = field(default_factory=dict)
     # Both variants as one network, when they share their preprocessing and depth (always, for one run).
-    both: list[tuple[FloatArray, FloatArray]] | None = None
+    both: Layers | None = None
 
     def __post_init__(self) -> None:
         served = [self.models[name] for name in VARIANTS]
@@ -137,8 +101,8 @@ class Registry:
 
     @classmethod
     def load(cls, model_dir: Path) -> Registry:
-        """Load and fold both checkpoints of the current run (raises CheckpointError with a clear message)."""
-        pair = load_pair(model_dir)
+        """Load both served models of the current run (raises CheckpointError with a clear message)."""
+        run_dir, pair = load_served_current(model_dir)
         models = {name: ServedModel.from_checkpoint(name, pair[name]) for name in VARIANTS}
         run_id = models["batchnorm"].metadata.run_id
-        return cls(models=models, run_id=run_id, model_dir=model_dir)
+        return cls(models=models, run_id=run_id, model_dir=model_dir, run_dir=run_dir)

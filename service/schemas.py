@@ -8,8 +8,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from survival.checkpoint import Baseline, Curves, DataInfo, Hyperparameters, ValidationMetrics
 from survival.features import AGE_MAX, FARE_MAX, PCLASS_VALUES, Preprocessing
-from survival.model import ModelConfig, VariantName
 from survival.study import StudyReport
+from survival.variants import ModelConfig, VariantName
 
 # Kaggle columns a pasted train.csv/test.csv row may carry; accepted and ignored so such a row works.
 # Any other unknown field is rejected: a typo like "agee" must not silently fall back to the median age.

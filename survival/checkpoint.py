@@ -1,43 +1,43 @@
-"""Checkpoints: safetensors weights + JSON metadata, written atomically as a pair, loaded without executing code.
+"""The checkpoint format, without torch: metadata schema, file names, hash and shape checks (service and trainer).
 
 Layout of a model directory::
 
     models/
       current -> runs/<run_id>          symlink, swapped atomically when a run completes
-      runs/<run_id>/batchnorm/{model.safetensors, metadata.json}
-      runs/<run_id>/plain/{model.safetensors, metadata.json}
+      runs/<run_id>/<variant>/model.safetensors     the training weights (state_dict, float32), for torch
+      runs/<run_id>/<variant>/served.safetensors    the served form: folded float64 layers, read with NumPy
+      runs/<run_id>/<variant>/metadata.json         everything else, with both files' sha256 and shapes
+      runs/<run_id>/<variant>/<artifact>            extra files (e.g. reference.json), sha256 in the metadata
 
-A run is written under ``runs/.tmp-<run_id>`` and only renamed and linked once both variants are on
-disk, so a crash or bad input never leaves a half-written or mixed pair behind ``current`` and never
-touches the previous good run.
+`survival.runs` writes and lists runs, `survival.served` loads the served form (what the service
+imports), `survival.torch_checkpoint` loads the weights into a SurvivalNet (the trainer and tests).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Final, Protocol, TypeVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from survival.features import FEATURES, Preprocessing
 from survival.jsonfile import JsonFileError, read_json_model
-from survival.model import VARIANTS, ModelConfig, SurvivalNet, VariantName
+from survival.variants import ModelConfig, VariantName
 
-FORMAT_VERSION: Final[int] = 1
+# 2: adds the served form (served.safetensors) and artifacts.
+FORMAT_VERSION: Final[int] = 2
 WEIGHTS_FILE: Final[str] = "model.safetensors"
+SERVED_FILE: Final[str] = "served.safetensors"
 METADATA_FILE: Final[str] = "metadata.json"
 CURRENT_LINK: Final[str] = "current"
 RUNS_DIR: Final[str] = "runs"
 TMP_PREFIX: Final[str] = ".tmp-"
-# Keep the current run and the one before it, so an operator can roll back by relinking.
-RUNS_KEPT: Final[int] = 2
+RESERVED_FILES: Final[frozenset[str]] = frozenset({WEIGHTS_FILE, SERVED_FILE, METADATA_FILE})
+ARTIFACT_NAME: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RETRAIN_HINT: Final[str] = "retrain: python -m training"
 
 
 class CheckpointError(Exception):
@@ -130,6 +130,14 @@ class CheckpointMetadata(BaseModel):
     versions: dict[str, str]
     tensors: dict[str, list[int]] = Field(description="Name -> shape of every tensor in the weights file.")
     weights_sha256: str
+    # The served form (format 2 on). None in runs written before it existed, which the service refuses.
+    served_tensors: dict[str, list[int]] | None = Field(
+        default=None, description="Name -> shape of every float64 tensor in the served (folded) file."
+    )
+    served_sha256: str | None = None
+    artifacts: dict[str, str] = Field(
+        default_factory=dict, description="File name -> sha256 of each extra file saved with this variant."
+    )
 
     @property
     def version(self) -> str:
@@ -137,13 +145,14 @@ class CheckpointMetadata(BaseModel):
         return self.weights_sha256[:12]
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A loaded variant: the model in eval() mode and its metadata."""
+class Shaped(Protocol):
+    """A tensor or array: all the checks need is its shape."""
 
-    model: SurvivalNet
-    metadata: CheckpointMetadata
-    path: Path
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+
+TensorT = TypeVar("TensorT", bound=Shaped)
 
 
 def sha256_file(path: Path) -> str:
@@ -155,149 +164,94 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's tensors on the CPU, contiguous, as safetensors stores them."""
-    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-
-
-def save_run(
-    model_dir: Path, run_id: str, variants: dict[VariantName, tuple[dict[str, torch.Tensor], dict[str, Any]]]
-) -> Path:
-    """Write every variant of a run atomically and point ``current`` at it; returns the run directory.
-
-    `variants` maps a name to (state_dict, metadata without tensors/weights_sha256); those two
-    fields are filled in here from the bytes actually written.
-    """
-    runs_dir = model_dir / RUNS_DIR
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    tmp_dir = runs_dir / f"{TMP_PREFIX}{run_id}"
-    final_dir = runs_dir / run_id
-    if final_dir.exists():
-        raise CheckpointError(f"{final_dir}: a run with this id already exists")
-    try:
-        for name, (state, meta) in variants.items():
-            vdir = tmp_dir / name
-            vdir.mkdir(parents=True)
-            weights_path = vdir / WEIGHTS_FILE
-            save_file(state, str(weights_path))
-            _fsync(weights_path)
-            full = dict(meta)
-            full["tensors"] = {k: list(v.shape) for k, v in state.items()}
-            full["weights_sha256"] = sha256_file(weights_path)
-            # Validate before writing: a metadata file that cannot be loaded back is never produced.
-            text = CheckpointMetadata.model_validate(full).model_dump_json(indent=2)
-            (vdir / METADATA_FILE).write_text(text + "\n", encoding="utf-8")
-            _fsync(vdir / METADATA_FILE)
-        os.replace(tmp_dir, final_dir)
-        _fsync(runs_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    # Swap the link atomically: a reader sees either the old run or the new one, never a mix.
-    link_tmp = model_dir / f"{TMP_PREFIX}{CURRENT_LINK}-{run_id}"
-    link_tmp.unlink(missing_ok=True)
-    os.symlink(Path(RUNS_DIR) / run_id, link_tmp)
-    os.replace(link_tmp, model_dir / CURRENT_LINK)
-    _fsync(model_dir)
-    prune_runs(model_dir)
-    return final_dir
-
-
-def prune_runs(model_dir: Path, keep: int = RUNS_KEPT) -> None:
-    """Remove leftovers of crashed runs and all but the newest `keep` complete runs (never the current one)."""
-    runs_dir = model_dir / RUNS_DIR
-    if not runs_dir.is_dir():
-        return
-    current = current_run_dir(model_dir)
-    for stale in runs_dir.glob(f"{TMP_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    for stale_link in model_dir.glob(f"{TMP_PREFIX}{CURRENT_LINK}-*"):
-        stale_link.unlink(missing_ok=True)
-    # Run ids start with a UTC timestamp, so name order is age order.
-    complete = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    for old in complete[:-keep] if keep > 0 else complete:
-        if current is None or old.resolve() != current.resolve():
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def current_run_dir(model_dir: Path) -> Path | None:
-    """The run directory that ``current`` points at, or None when there is none."""
-    link = model_dir / CURRENT_LINK
-    return link if link.is_dir() else None
-
-
-def load_checkpoint(variant_dir: Path) -> Checkpoint:
-    """Load one variant: verify the metadata, the weights' hash and shapes; the model comes back in eval()."""
-    meta_path = variant_dir / METADATA_FILE
-    weights_path = variant_dir / WEIGHTS_FILE
+def read_metadata(variant_dir: Path) -> CheckpointMetadata:
+    """A variant's validated metadata.json, checked against this code's feature list."""
     if not variant_dir.is_dir():
         raise CheckpointError(f"{variant_dir}: checkpoint directory is missing")
-    metadata = _read_metadata(meta_path)
-    if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path}: weights file is missing")
-    if tuple(metadata.preprocessing.features) != FEATURES or metadata.model.n_features != len(FEATURES):
-        raise CheckpointError(
-            f"{meta_path}: feature list {list(metadata.preprocessing.features)} (n_features="
-            f"{metadata.model.n_features}) does not match this code's {list(FEATURES)}"
-        )
-    actual_sha = sha256_file(weights_path)
-    if actual_sha != metadata.weights_sha256:
-        raise CheckpointError(
-            f"{weights_path}: sha256 {actual_sha[:12]} does not match the metadata's {metadata.weights_sha256[:12]}"
-            " (truncated, replaced or from another run)"
-        )
+    path = variant_dir / METADATA_FILE
     try:
-        # safetensors parses a JSON header and raw buffers; it has no way to run code (unlike pickle).
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
-    shapes = {k: list(v.shape) for k, v in state.items()}
-    if shapes != metadata.tensors:
-        raise CheckpointError(f"{weights_path}: tensor shapes {shapes} do not match the metadata {metadata.tensors}")
-    model = SurvivalNet(metadata.model)
-    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
-    if shapes != expected:
-        raise CheckpointError(
-            f"{weights_path}: tensors {shapes} do not fit the architecture in the metadata {expected}"
-        )
-    model.load_state_dict(state, strict=True)
-    model.eval()
-    return Checkpoint(model=model, metadata=metadata, path=variant_dir)
-
-
-def load_pair(model_dir: Path) -> dict[VariantName, Checkpoint]:
-    """Load both variants of the current run; refuse a pair that comes from two different runs."""
-    if not model_dir.is_dir():
-        raise CheckpointError(f"{model_dir}: model directory is missing (train first: python -m training)")
-    run_dir = current_run_dir(model_dir)
-    if run_dir is None:
-        raise CheckpointError(f"{model_dir / CURRENT_LINK}: no current run (train first: python -m training)")
-    loaded = {name: load_checkpoint(run_dir / name) for name in VARIANTS}
-    run_ids = {name: ckpt.metadata.run_id for name, ckpt in loaded.items()}
-    if len(set(run_ids.values())) != 1:
-        raise CheckpointError(f"{run_dir}: the variants come from different training runs {run_ids}; retrain both")
-    for name, ckpt in loaded.items():
-        if ckpt.metadata.variant != name:
-            raise CheckpointError(
-                f"{ckpt.path / METADATA_FILE}: says variant {ckpt.metadata.variant!r}, expected {name!r}"
-            )
-    return loaded
-
-
-def _read_metadata(path: Path) -> CheckpointMetadata:
-    try:
-        return read_json_model(path, CheckpointMetadata)
+        metadata = read_json_model(path, CheckpointMetadata)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: metadata file is missing") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
     except JsonFileError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    if tuple(metadata.preprocessing.features) != FEATURES or metadata.model.n_features != len(FEATURES):
+        raise CheckpointError(
+            f"{path}: feature list {list(metadata.preprocessing.features)} (n_features="
+            f"{metadata.model.n_features}) does not match this code's {list(FEATURES)}"
+        )
+    return metadata
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def verify_hash(path: Path, expected: str, what: str) -> None:
+    """Refuse a missing file or one whose sha256 is not the metadata's."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} file is missing")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise CheckpointError(
+            f"{path}: sha256 {actual[:12]} does not match the metadata's {expected[:12]}"
+            " (truncated, replaced or from another run)"
+        )
+
+
+def read_tensors(
+    path: Path,
+    expected_sha256: str,
+    expected_shapes: Mapping[str, list[int]],
+    load: Callable[[str], dict[str, TensorT]],
+    what: str = "weights",
+) -> dict[str, TensorT]:
+    """Verify a safetensors file's hash, parse it with `load` and check its shapes against the metadata."""
+    verify_hash(path, expected_sha256, what)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        # safetensors parses a JSON header and raw buffers; it has no way to run code (unlike pickle).
+        tensors = load(str(path))
+    except Exception as exc:  # the Rust parser raises its own error type, and ValueError/OSError
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    shapes = {k: list(v.shape) for k, v in tensors.items()}
+    if shapes != dict(expected_shapes):
+        raise CheckpointError(f"{path}: tensor shapes {shapes} do not match the metadata {dict(expected_shapes)}")
+    return tensors
+
+
+def read_artifacts(variant_dir: Path, metadata: CheckpointMetadata) -> dict[str, bytes]:
+    """Every artifact the metadata lists, hash-verified."""
+    artifacts = {}
+    for name, expected in metadata.artifacts.items():
+        path = variant_dir / name
+        verify_hash(path, expected, "artifact")
+        artifacts[name] = path.read_bytes()
+    return artifacts
+
+
+def check_artifact_name(name: str) -> None:
+    """Refuse an artifact name that is not a plain file name or collides with the checkpoint's own files."""
+    if not ARTIFACT_NAME.fullmatch(name) or name in RESERVED_FILES:
+        raise ValueError(
+            f"artifact name {name!r}: must be a plain file name (letters, digits, '.', '_', '-'; at most 64) "
+            f"other than {sorted(RESERVED_FILES)}"
+        )
+
+
+def check_pair(run_dir: Path, metadata: Mapping[VariantName, CheckpointMetadata]) -> str:
+    """The run id both variants share; refuse a pair from two runs or a variant saved under another name."""
+    run_ids = {name: meta.run_id for name, meta in metadata.items()}
+    if len(set(run_ids.values())) != 1:
+        raise CheckpointError(f"{run_dir}: the variants come from different training runs {run_ids}; retrain both")
+    for name, meta in metadata.items():
+        if meta.variant != name:
+            raise CheckpointError(f"{run_dir / name / METADATA_FILE}: says variant {meta.variant!r}, expected {name!r}")
+    return next(iter(run_ids.values()))
+
+
+def current_run_dir(model_dir: Path) -> Path:
+    """The directory ``current`` points at, resolved once (so a flip during a load cannot mix two runs)."""
+    if not model_dir.is_dir():
+        raise CheckpointError(f"{model_dir}: model directory is missing (train first: python -m training)")
+    link = model_dir / CURRENT_LINK
+    if not link.is_dir():
+        raise CheckpointError(f"{link}: no current run (train first: python -m training)")
+    return link.resolve()

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-VariantName = Literal["batchnorm", "plain"]
-VARIANTS: Final[tuple[VariantName, ...]] = ("batchnorm", "plain")
-
-
-class ModelConfig(BaseModel):
-    """Everything needed to rebuild the architecture; stored in the checkpoint metadata."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    batchnorm: bool = Field(description="Linear -> BatchNorm1d -> ReLU when true, Linear -> ReLU when false.")
-    n_features: int = Field(default=3, ge=1)
-    hidden: tuple[int, ...] = Field(default=(16, 8), min_length=1, description="Hidden layer widths.")
-
-    @classmethod
-    def for_variant(cls, variant: VariantName, hidden: tuple[int, ...] = (16, 8), n_features: int = 3) -> ModelConfig:
-        """The config of a named variant."""
-        return cls(batchnorm=variant == "batchnorm", hidden=hidden, n_features=n_features)
+# Re-exported: the trainer imports the variants from here; the service imports survival.variants (no torch).
+from survival.variants import VARIANTS as VARIANTS
+from survival.variants import ModelConfig as ModelConfig
+from survival.variants import VariantName as VariantName
 
 
 class SurvivalNet(nn.Module):

@@ -11,7 +11,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from survival.jsonfile import JsonFileError, read_json_model
-from survival.model import VariantName
+from survival.variants import VariantName
 
 STUDY_FORMAT_VERSION: Final[int] = 1
 # Written next to the checkpoints' `current` link.

@@ -49,7 +49,7 @@ FIXTURE_EPOCHS = 4
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory with a real, freshly trained pair of checkpoints (shared by the session: never modify)."""
-    from survival.checkpoint import save_run
+    from survival.runs import save_run
     from training.data import load_csv
     from training.loop import TrainConfig
     from training.run import train_run

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import SHIPPED_CSV_PATH
 
-from survival.checkpoint import load_pair
+from survival.torch_checkpoint import load_pair
 from training.cli import main
 from training.data import load_csv, stratified_split
 from training.evaluate import EvaluationReport, evaluate_pair

@@ -6,9 +6,11 @@ Also the writer's side: a trainer that fails or is killed mid-write never distur
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import pytest
+import safetensors.numpy
 import safetensors.torch
 import torch
 from conftest import REPO_DIR, SHIPPED_CSV_PATH
@@ -28,33 +32,38 @@ from survival.checkpoint import (
     CURRENT_LINK,
     METADATA_FILE,
     RUNS_DIR,
+    SERVED_FILE,
     TMP_PREFIX,
     WEIGHTS_FILE,
     CheckpointError,
-    load_checkpoint,
-    load_pair,
-    save_run,
     sha256_file,
 )
 from survival.model import VARIANTS, VariantName
+from survival.runs import VariantPayload, save_run
+from survival.served import load_served_current
+from survival.torch_checkpoint import load_checkpoint, load_pair
 from training.cli import main as trainer_main
+from training.fold import variant_payload
 
-Payload = dict[VariantName, tuple[dict[str, torch.Tensor], dict[str, Any]]]
+Payload = dict[VariantName, VariantPayload]
 # Run ids sort by time; these come after any run the session fixture made.
 RUN_B: Final = "20990101T000000000000Z-bbbbbb"
 RUN_C: Final = "20990102T000000000000Z-cccccc"
 SERVER_TIMEOUT_S: Final = 120
+# The metadata fields save_run fills in from the files it writes.
+GENERATED_FIELDS: Final = {"tensors", "weights_sha256", "served_tensors", "served_sha256", "artifacts"}
 
 
 def payload_of(model_dir: Path, run_id: str, shift: float = 0.0) -> Payload:
     """The current run's tensors (shifted by `shift`) and metadata, relabelled as run `run_id`, ready to save."""
     payload: Payload = {}
     for name, ckpt in load_pair(model_dir).items():
-        state = {
-            k: (v + shift if v.is_floating_point() else v).contiguous() for k, v in ckpt.model.state_dict().items()
-        }
-        meta = ckpt.metadata.model_dump(exclude={"tensors", "weights_sha256"})
-        payload[name] = (state, {**meta, "run_id": run_id})
+        with torch.no_grad():
+            for tensor in ckpt.model.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor += shift
+        meta = ckpt.metadata.model_dump(exclude=GENERATED_FIELDS)
+        payload[name] = variant_payload(ckpt.model, {**meta, "run_id": run_id})
     return payload
 
 
@@ -80,9 +89,58 @@ def set_metadata(model_dir: Path, name: VariantName, **changes: Any) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}), encoding="utf-8")
 
 
-def match_sha(model_dir: Path, name: VariantName) -> None:
-    """Make the metadata's weights_sha256 match whatever the weights file now holds (so later checks must fire)."""
-    set_metadata(model_dir, name, weights_sha256=sha256_file(variant_dir(model_dir, name) / WEIGHTS_FILE))
+@dataclass(frozen=True)
+class FileKind:
+    """One of a variant's two safetensors files, and the loader that reads it."""
+
+    id: str
+    file: str
+    what: str  # how the loader's messages call it
+    sha_field: str
+    shapes_field: str
+    load: Callable[[Path], object]  # loads a model directory's current pair
+    first_layer: str
+    # A valid file whose first layer reads 4 features (the metadata says 3).
+    write_four_features: Callable[[Path], dict[str, list[int]]]
+
+
+def four_feature_weights(path: Path) -> dict[str, list[int]]:
+    """Rewrite the training weights with a 4-feature first layer; returns the new shapes."""
+    state = safetensors.torch.load_file(str(path))
+    state["net.0.weight"] = torch.zeros(16, 4)
+    save_file(state, str(path))
+    return {k: list(v.shape) for k, v in state.items()}
+
+
+def four_feature_served(path: Path) -> dict[str, list[int]]:
+    """Rewrite the served layers with a 4-feature first layer; returns the new shapes."""
+    arrays = safetensors.numpy.load_file(str(path))
+    arrays["layers.0.weight"] = np.zeros((4, 16))
+    safetensors.numpy.save_file(arrays, str(path))
+    return {k: list(v.shape) for k, v in arrays.items()}
+
+
+WEIGHTS: Final = FileKind(
+    "weights", WEIGHTS_FILE, "weights", "weights_sha256", "tensors", load_pair, "net.0.weight", four_feature_weights
+)
+SERVED: Final = FileKind(
+    "served",
+    SERVED_FILE,
+    "served",
+    "served_sha256",
+    "served_tensors",
+    lambda models: load_served_current(models)[1],
+    "layers.0.weight",
+    four_feature_served,
+)
+KINDS: Final = [WEIGHTS, SERVED]
+# What the service loads (the served form) and what the trainer loads (the weights) refuse the same faults.
+by_kind = pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.id)
+
+
+def match_sha(model_dir: Path, name: VariantName, kind: FileKind) -> None:
+    """Make the metadata's sha256 match whatever the file now holds (so later checks must fire)."""
+    set_metadata(model_dir, name, **{kind.sha_field: sha256_file(variant_dir(model_dir, name) / kind.file)})
 
 
 class _Touch:
@@ -95,11 +153,10 @@ class _Touch:
         return (os.mkdir, (str(self.marker),))
 
 
-def plant_pickle(model_dir: Path, name: VariantName, marker: Path) -> None:
-    """Replace a variant's weights with a pickle that would create `marker` if loaded with pickle or torch.load."""
-    weights = variant_dir(model_dir, name) / WEIGHTS_FILE
-    torch.save({"state_dict": _Touch(marker)}, weights)
-    match_sha(model_dir, name)
+def plant_pickle(model_dir: Path, name: VariantName, marker: Path, kind: FileKind) -> None:
+    """Replace a variant's file with a pickle that would create `marker` if loaded with pickle or torch.load."""
+    torch.save({"state_dict": _Touch(marker)}, variant_dir(model_dir, name) / kind.file)
+    match_sha(model_dir, name, kind)
 
 
 # --- faults in the checkpoint directory -------------------------------------------------------------------------
@@ -110,17 +167,17 @@ def break_missing_dir(models: Path, tmp: Path) -> Path:
     return tmp / "no-such-dir"
 
 
-def break_truncated_weights(models: Path, tmp: Path) -> Path:
-    """The batchnorm weights file is cut in half."""
-    weights = variant_dir(models, "batchnorm") / WEIGHTS_FILE
-    data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2])
+def break_truncated(models: Path, tmp: Path, kind: FileKind = SERVED) -> Path:
+    """The batchnorm file is cut in half."""
+    path = variant_dir(models, "batchnorm") / kind.file
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
     return models
 
 
 def break_pickle(models: Path, tmp: Path) -> Path:
-    """A torch pickle planted where the plain weights belong."""
-    plant_pickle(models, "plain", tmp / "PWNED-by-server")
+    """A torch pickle planted where the plain served form belongs."""
+    plant_pickle(models, "plain", tmp / "PWNED-by-server", SERVED)
     return models
 
 
@@ -130,6 +187,18 @@ def break_mixed_pair(models: Path, tmp: Path) -> Path:
     save_run(other, RUN_B, payload_of(other, RUN_B, shift=0.5))
     shutil.rmtree(variant_dir(models, "plain"))
     shutil.copytree(other / RUNS_DIR / RUN_B / "plain", (models / CURRENT_LINK).resolve() / "plain")
+    return models
+
+
+def break_old_format(models: Path, tmp: Path) -> Path:
+    """A run written before the served form existed: format 1, no served file or fields."""
+    for name in VARIANTS:
+        (variant_dir(models, name) / SERVED_FILE).unlink()
+        path = variant_dir(models, name) / METADATA_FILE
+        meta = json.loads(path.read_text())
+        for key in ("served_tensors", "served_sha256", "artifacts"):
+            del meta[key]
+        path.write_text(json.dumps({**meta, "format_version": 1}), encoding="utf-8")
     return models
 
 
@@ -145,106 +214,129 @@ class Fault:
 
 FAULTS: Final = [
     Fault("missing-dir", break_missing_dir, "no-such-dir", "model directory is missing"),
-    Fault("pickle-payload", break_pickle, f"plain/{WEIGHTS_FILE}", "not a readable safetensors file"),
-    Fault("mixed-pair", break_mixed_pair, "models/current", "different training runs"),
+    Fault("truncated-served", break_truncated, f"batchnorm/{SERVED_FILE}", "does not match the metadata's"),
+    Fault("pickle-payload", break_pickle, f"plain/{SERVED_FILE}", "not a readable safetensors file"),
+    Fault("mixed-pair", break_mixed_pair, "models/runs/", "different training runs"),
+    Fault("old-format", break_old_format, "/batchnorm", "written before the served form existed"),
 ]
 
 
-def test_missing_model_dir(tmp_path: Path) -> None:
+@pytest.mark.parametrize("load", [load_pair, load_served_current])
+def test_missing_model_dir(tmp_path: Path, load: Callable[[Path], object]) -> None:
     with pytest.raises(CheckpointError, match=r"no-such-dir: model directory is missing \(train first"):
-        load_pair(tmp_path / "no-such-dir")
+        load(tmp_path / "no-such-dir")
 
 
-def test_empty_model_dir_has_no_current_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("load", [load_pair, load_served_current])
+def test_empty_model_dir_has_no_current_run(tmp_path: Path, load: Callable[[Path], object]) -> None:
     with pytest.raises(CheckpointError, match=rf"{CURRENT_LINK}: no current run \(train first"):
-        load_pair(tmp_path)
+        load(tmp_path)
 
 
+@by_kind
 @pytest.mark.parametrize("name", VARIANTS)
-def test_one_model_missing(model_dir: Path, tmp_path: Path, name: VariantName) -> None:
+def test_one_model_missing(model_dir: Path, tmp_path: Path, name: VariantName, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
     shutil.rmtree(variant_dir(models, name))
-    with pytest.raises(CheckpointError, match=rf"current/{name}: checkpoint directory is missing"):
-        load_pair(models)
+    with pytest.raises(CheckpointError, match=rf"{current_id(models)}/{name}: checkpoint directory is missing"):
+        kind.load(models)
 
 
-def test_weights_file_missing(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_file_missing(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
-    (variant_dir(models, "plain") / WEIGHTS_FILE).unlink()
-    with pytest.raises(CheckpointError, match=rf"plain/{WEIGHTS_FILE}: weights file is missing"):
-        load_pair(models)
+    (variant_dir(models, "plain") / kind.file).unlink()
+    with pytest.raises(CheckpointError, match=rf"plain/{kind.file}: {kind.what} file is missing"):
+        kind.load(models)
 
 
-def test_truncated_weights_fail_the_hash_check(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_truncated_file_fails_the_hash_check(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
-    break_truncated_weights(models, tmp_path)
-    with pytest.raises(CheckpointError, match=rf"batchnorm/{WEIGHTS_FILE}: sha256 \w+ does not match .*\(truncated"):
-        load_pair(models)
+    break_truncated(models, tmp_path, kind)
+    with pytest.raises(CheckpointError, match=rf"batchnorm/{kind.file}: sha256 \w+ does not match .*\(truncated"):
+        kind.load(models)
 
 
-def test_truncated_weights_with_a_matching_hash_fail_to_parse(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_truncated_file_with_a_matching_hash_fails_to_parse(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
-    break_truncated_weights(models, tmp_path)
-    match_sha(models, "batchnorm")
-    with pytest.raises(CheckpointError, match=rf"batchnorm/{WEIGHTS_FILE}: not a readable safetensors file"):
-        load_pair(models)
+    break_truncated(models, tmp_path, kind)
+    match_sha(models, "batchnorm", kind)
+    with pytest.raises(CheckpointError, match=rf"batchnorm/{kind.file}: not a readable safetensors file"):
+        kind.load(models)
 
 
-def test_weights_with_other_shapes_fail_the_shape_check(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_other_shapes_fail_the_shape_check(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
-    weights = variant_dir(models, "plain") / WEIGHTS_FILE
-    state = safetensors.torch.load_file(str(weights))
-    state["net.0.weight"] = torch.zeros(16, 4)  # a 4-feature first layer; the metadata says 3
-    save_file(state, str(weights))
-    match_sha(models, "plain")  # a valid file with a matching hash: only the shape check can catch it
+    kind.write_four_features(variant_dir(models, "plain") / kind.file)
+    match_sha(models, "plain", kind)  # a valid file with a matching hash: only the shape check can catch it
+    first = re.escape(kind.first_layer)
     with pytest.raises(
-        CheckpointError, match=r"tensor shapes .*'net\.0\.weight': \[16, 4\].* do not match the metadata"
+        CheckpointError, match=rf"tensor shapes .*'{first}': \[(16, 4|4, 16)\].* do not match the metadata"
     ):
-        load_pair(models)
+        kind.load(models)
 
 
-def test_weights_and_metadata_shapes_agreeing_but_not_the_architecture(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_file_and_metadata_shapes_agreeing_but_not_the_architecture(
+    model_dir: Path, tmp_path: Path, kind: FileKind
+) -> None:
     models = copy_models(model_dir, tmp_path / "models")
-    weights = variant_dir(models, "plain") / WEIGHTS_FILE
-    state = safetensors.torch.load_file(str(weights))
-    state["net.0.weight"] = torch.zeros(16, 4)
-    save_file(state, str(weights))
-    tensors = {k: list(v.shape) for k, v in state.items()}
-    set_metadata(models, "plain", tensors=tensors, weights_sha256=sha256_file(weights))
-    with pytest.raises(CheckpointError, match=rf"plain/{WEIGHTS_FILE}: tensors .* do not fit the architecture"):
-        load_pair(models)
+    path = variant_dir(models, "plain") / kind.file
+    shapes = kind.write_four_features(path)
+    set_metadata(models, "plain", **{kind.shapes_field: shapes, kind.sha_field: sha256_file(path)})
+    with pytest.raises(CheckpointError, match=rf"plain/{kind.file}: tensors .* do not fit the architecture"):
+        kind.load(models)
 
 
-def test_metadata_not_valid_json(model_dir: Path, tmp_path: Path) -> None:
+def test_served_form_in_float32_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    path = variant_dir(models, "plain") / SERVED_FILE
+    arrays = {k: v.astype(np.float32) for k, v in safetensors.numpy.load_file(str(path)).items()}
+    safetensors.numpy.save_file(arrays, str(path))
+    match_sha(models, "plain", SERVED)
+    with pytest.raises(
+        CheckpointError, match=rf"plain/{SERVED_FILE}: tensors \[.*'layers.0.weight'.*\] are not float64"
+    ):
+        load_served_current(models)
+
+
+@by_kind
+def test_metadata_not_valid_json(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
     meta = variant_dir(models, "batchnorm") / METADATA_FILE
     text = meta.read_text()
     meta.write_text(text[: len(text) // 2])
     with pytest.raises(CheckpointError, match=rf"batchnorm/{METADATA_FILE}: not valid JSON"):
-        load_pair(models)
+        kind.load(models)
 
 
-def test_metadata_missing_a_field(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_metadata_missing_a_field(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
     meta = variant_dir(models, "plain") / METADATA_FILE
     data = json.loads(meta.read_text())
     del data["preprocessing"]
     meta.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match=rf"plain/{METADATA_FILE}: field preprocessing: Field required"):
-        load_pair(models)
+        kind.load(models)
 
 
-def test_metadata_with_another_feature_list(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_metadata_with_another_feature_list(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
     meta = variant_dir(models, "plain") / METADATA_FILE
     data = json.loads(meta.read_text())
     data["preprocessing"]["features"] = ["Pclass", "Fare", "Sex"]
     meta.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match=r"feature list \['Pclass', 'Fare', 'Sex'\].* does not match"):
-        load_pair(models)
+        kind.load(models)
 
 
-def test_the_pickle_payload_is_live_but_never_executed(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_the_pickle_payload_is_live_but_never_executed(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     # The payload really runs code when unpickled: torch.load without weights_only would create the marker.
     probe = tmp_path / "probe.pt"
     torch.save({"state_dict": _Touch(tmp_path / "PWNED-probe")}, probe)
@@ -253,31 +345,70 @@ def test_the_pickle_payload_is_live_but_never_executed(model_dir: Path, tmp_path
     # Planted as a checkpoint (hash matching, so the loader reaches the file), it is refused without running.
     models = copy_models(model_dir, tmp_path / "models")
     marker = tmp_path / "PWNED"
-    plant_pickle(models, "plain", marker)
-    with pytest.raises(CheckpointError, match=rf"plain/{WEIGHTS_FILE}: not a readable safetensors file"):
-        load_pair(models)
+    plant_pickle(models, "plain", marker, kind)
+    with pytest.raises(CheckpointError, match=rf"plain/{kind.file}: not a readable safetensors file"):
+        kind.load(models)
     assert not marker.exists()
 
 
-def test_a_raw_pickle_as_weights_is_refused(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_a_raw_pickle_is_refused(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
     marker = tmp_path / "PWNED"
-    weights = variant_dir(models, "batchnorm") / WEIGHTS_FILE
-    weights.write_bytes(pickle.dumps(_Touch(marker)))
-    match_sha(models, "batchnorm")
+    (variant_dir(models, "batchnorm") / kind.file).write_bytes(pickle.dumps(_Touch(marker)))
+    match_sha(models, "batchnorm", kind)
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
-        load_pair(models)
+        kind.load(models)
     assert not marker.exists()
 
 
-def test_mixed_pair_from_two_runs_is_refused_naming_both(model_dir: Path, tmp_path: Path) -> None:
+@by_kind
+def test_mixed_pair_from_two_runs_is_refused_naming_both(model_dir: Path, tmp_path: Path, kind: FileKind) -> None:
     models = copy_models(model_dir, tmp_path / "models")
     run_a = current_id(models)
     break_mixed_pair(models, tmp_path)
     with pytest.raises(CheckpointError, match="different training runs") as error:
-        load_pair(models)
+        kind.load(models)
     assert run_a in str(error.value)
     assert RUN_B in str(error.value)
+
+
+def test_a_run_without_the_served_form_is_refused_with_how_to_retrain(model_dir: Path, tmp_path: Path) -> None:
+    models = break_old_format(copy_models(model_dir, tmp_path / "models"), tmp_path)
+    with pytest.raises(CheckpointError) as error:
+        load_served_current(models)
+    assert str(error.value) == (
+        f"{(models / CURRENT_LINK).resolve() / 'batchnorm'}: written before the served form existed (format 1, no "
+        f"{SERVED_FILE}); retrain: python -m training"
+    )
+
+
+def test_artifacts_are_written_with_the_run_and_verified_at_load(model_dir: Path, tmp_path: Path) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    payload = payload_of(models, RUN_B)
+    payload["plain"] = dataclasses.replace(payload["plain"], artifacts={"reference.json": b'{"n": 3}'})
+    save_run(models, RUN_B, payload)
+    served = load_served_current(models)[1]
+    assert served["plain"].artifacts == {"reference.json": b'{"n": 3}'}
+    assert served["batchnorm"].artifacts == {}
+    (variant_dir(models, "plain") / "reference.json").write_bytes(b'{"n": 4}')
+    with pytest.raises(CheckpointError, match=r"plain/reference.json: sha256 \w+ does not match"):
+        load_served_current(models)
+    (variant_dir(models, "plain") / "reference.json").unlink()
+    with pytest.raises(CheckpointError, match=r"plain/reference.json: artifact file is missing"):
+        load_served_current(models)
+
+
+@pytest.mark.parametrize("name", ["../x", "", "metadata.json", "served.safetensors", ".hidden", "a/b"])
+def test_an_artifact_name_that_is_not_a_plain_new_file_is_refused_before_writing(
+    model_dir: Path, tmp_path: Path, name: str
+) -> None:
+    models = copy_models(model_dir, tmp_path / "models")
+    payload = payload_of(models, RUN_B)
+    payload["plain"] = dataclasses.replace(payload["plain"], artifacts={name: b"x"})
+    with pytest.raises(ValueError, match="must be a plain file name"):
+        save_run(models, RUN_B, payload)
+    assert not (models / RUNS_DIR / RUN_B).exists()
 
 
 # --- the real server process exits with one line ------------------------------------------------------------------
@@ -377,17 +508,17 @@ def test_a_write_error_midway_removes_the_partial_run(
     payload = payload_of(models, RUN_B)
     writes: list[str] = []
 
-    def disk_full_on_second_write(state: dict[str, torch.Tensor], path: str) -> None:
-        """safetensors' writer, failing like a full disk once the first variant is on disk."""
+    def disk_full_on_second_variant(arrays: dict[str, np.ndarray[Any, Any]], path: str) -> None:
+        """safetensors' writer, failing like a full disk once the first variant (weights + served) is on disk."""
         writes.append(path)
-        if len(writes) == 2:
+        if len(writes) == 3:
             raise OSError(28, "No space left on device")
-        save_file(state, path)
+        safetensors.numpy.save_file(arrays, path)
 
-    monkeypatch.setattr("survival.checkpoint.save_file", disk_full_on_second_write)
+    monkeypatch.setattr("survival.runs.save_file", disk_full_on_second_variant)
     with pytest.raises(OSError, match="No space left"):
         save_run(models, RUN_B, payload)
-    assert len(writes) == 2
+    assert len(writes) == 3
     assert leftovers(models) == []
     assert not (models / RUNS_DIR / RUN_B).exists()
     assert_current_is(models, run_a)
@@ -397,13 +528,19 @@ def test_a_write_error_midway_removes_the_partial_run(
 KILL_SCRIPT: Final = """
 import os, signal, sys
 from pathlib import Path
-import survival.checkpoint as ck
+import torch
+import survival.runs as ck
+from survival.torch_checkpoint import load_pair
+from training.fold import variant_payload
 
 models, run_id, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+generated = {"tensors", "weights_sha256", "served_tensors", "served_sha256", "artifacts"}
 payload = {}
-for name, c in ck.load_pair(models).items():
-    state = {k: (v + 0.25 if v.is_floating_point() else v).contiguous() for k, v in c.model.state_dict().items()}
-    payload[name] = (state, {**c.metadata.model_dump(exclude={"tensors", "weights_sha256"}), "run_id": run_id})
+for name, c in load_pair(models).items():
+    with torch.no_grad():
+        for p in c.model.parameters():
+            p += 0.25
+    payload[name] = variant_payload(c.model, {**c.metadata.model_dump(exclude=generated), "run_id": run_id})
 real_save, real_replace = ck.save_file, os.replace
 saves = []
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from survival.checkpoint import load_pair
 from survival.model import VARIANTS, ModelConfig, SurvivalNet, build_model
+from survival.torch_checkpoint import load_pair
 
 
 def linear_weights(model: SurvivalNet) -> list[torch.Tensor]:

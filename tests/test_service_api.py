@@ -12,15 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHIPPED_CSV_PATH
 from fastapi.testclient import TestClient
 
 from service.config import Settings
 from service.main import create_app
-from service.registry import Registry
-from survival.checkpoint import load_pair
 from survival.features import preprocess
-from training.data import load_csv
+from survival.torch_checkpoint import load_pair
 
 
 @pytest.fixture(scope="module")
@@ -35,26 +32,6 @@ def probability(response_json: dict[str, object], row: int, model: str) -> float
     predictions = response_json["predictions"]
     assert isinstance(predictions, list)
     return float(predictions[row][model]["survival_probability"])
-
-
-def test_served_form_equals_eval_mode_torch_model_on_all_training_passengers(model_dir: Path) -> None:
-    registry = Registry.load(model_dir)
-    pair = load_pair(model_dir)
-    raw = load_csv(SHIPPED_CSV_PATH).raw
-    for name, served in registry.models.items():
-        ckpt = pair[name]
-        assert not ckpt.model.training
-        x = torch.as_tensor(preprocess(raw, ckpt.metadata.preprocessing), dtype=torch.float32)
-        with torch.inference_mode():
-            expected = torch.sigmoid(ckpt.model(x)).double().numpy()
-        got = served.predict_proba(raw)
-        assert got.shape == (891,)
-        assert np.abs(got - expected).max() <= 1e-5
-        # The form /predict uses when both models answer: one side-by-side network.
-        assert registry.both is not None
-        together = registry.predict(raw, ("batchnorm", "plain"))[name]
-        assert np.abs(together - expected).max() <= 1e-5
-        assert np.abs(together - got).max() <= 1e-12
 
 
 def test_predict_single_passenger_answers_both_models(client: TestClient) -> None:

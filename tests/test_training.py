@@ -7,12 +7,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO_DIR, SHIPPED_CSV_PATH
+from safetensors.numpy import save_file
 
-from survival.checkpoint import CURRENT_LINK, RUNS_DIR, CheckpointMetadata, load_pair, save_run, sha256_file
+from survival.checkpoint import CURRENT_LINK, RUNS_DIR, CheckpointMetadata, sha256_file
+from survival.runs import save_run
+from survival.torch_checkpoint import load_pair
 from training.data import load_csv
 from training.loop import TrainConfig, batch_order
 from training.run import train_run
@@ -104,16 +109,14 @@ def test_save_failure_leaves_previous_run_current_and_no_partial_files(
     before = os.readlink(tmp_path / CURRENT_LINK)
     calls = 0
 
-    def failing_save(state: dict[str, torch.Tensor], path: str) -> None:
+    def failing_save(arrays: dict[str, np.ndarray[Any, Any]], path: str) -> None:
         nonlocal calls
         calls += 1
-        if calls == 2:  # the second variant: the first is already on disk
+        if calls == 3:  # the second variant's weights: the first variant is already on disk
             raise OSError("disk full")
-        from safetensors.torch import save_file
+        save_file(arrays, path)
 
-        save_file(state, path)
-
-    monkeypatch.setattr("survival.checkpoint.save_file", failing_save)
+    monkeypatch.setattr("survival.runs.save_file", failing_save)
     again = train_run(load_csv(SHIPPED_CSV_PATH), TINY)
     with pytest.raises(OSError, match="disk full"):
         save_run(tmp_path, again.run_id, again.checkpoint_payload())

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import torch
 
-from survival.checkpoint import CheckpointError, load_pair, save_run
+from survival.checkpoint import CheckpointError
+from survival.runs import save_run
+from survival.served import load_served_current
 from survival.study import STUDY_FILE, load_study
+from survival.torch_checkpoint import load_pair
 from training.data import DataError, load_csv
 from training.evaluate import evaluate_pair, evaluation_table
 from training.loop import TrainConfig
@@ -88,11 +91,11 @@ def run_train(argv: Sequence[str]) -> int:
     args = train_parser().parse_args(argv)
     if args.if_missing and not retrain_forced():
         try:
-            pair = load_pair(args.out)
+            pair = load_served_current(args.out)[1]
         except CheckpointError as exc:
             print(f"no usable checkpoints ({exc}); training", file=sys.stderr)
         else:
-            run_id = next(iter(pair.values())).metadata.run_id
+            run_id = pair["batchnorm"].metadata.run_id
             print(f"checkpoints of run {run_id} already in {args.out}; not retraining (set RETRAIN=1 to force)")
             return 0
     torch.set_num_threads(args.threads)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from survival.checkpoint import Checkpoint, ValidationMetrics
+from survival.checkpoint import ValidationMetrics
 from survival.features import FloatArray, preprocess
 from survival.model import VariantName
+from survival.torch_checkpoint import Checkpoint
 from training.data import Dataset
 from training.metrics import metrics_table, validation_metrics
 

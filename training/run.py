@@ -16,10 +16,12 @@ import sklearn
 import torch
 from tqdm import tqdm
 
-from survival.checkpoint import Baseline, Curves, DataInfo, Hyperparameters, ValidationMetrics, cpu_state_dict
+from survival.checkpoint import Baseline, Curves, DataInfo, Hyperparameters, ValidationMetrics
 from survival.features import Preprocessing, fit_preprocessing, preprocess
 from survival.model import VARIANTS, SurvivalNet, VariantName
+from survival.runs import VariantPayload
 from training.data import Dataset, stratified_split
+from training.fold import variant_payload
 from training.loop import TrainConfig, train_variant
 from training.metrics import majority_baseline, validation_metrics
 
@@ -45,8 +47,10 @@ class RunResult:
     baseline: Baseline
     variants: dict[VariantName, TrainedVariant]
 
-    def checkpoint_payload(self) -> dict[VariantName, tuple[dict[str, torch.Tensor], dict[str, Any]]]:
-        """State dicts and metadata as `survival.checkpoint.save_run` takes them."""
+    def checkpoint_payload(
+        self, artifacts: dict[VariantName, dict[str, bytes]] | None = None
+    ) -> dict[VariantName, VariantPayload]:
+        """Weights, served form, metadata and extra `artifacts` per variant, as `survival.runs.save_run` takes them."""
         hyper = Hyperparameters(
             epochs=self.config.epochs,
             learning_rate=self.config.learning_rate,
@@ -57,7 +61,7 @@ class RunResult:
             device=self.config.device,
             dtype=str(self.config.dtype).removeprefix("torch."),
         )
-        payload: dict[VariantName, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
+        payload: dict[VariantName, VariantPayload] = {}
         for name, trained in self.variants.items():
             meta = {
                 "variant": name,
@@ -73,7 +77,7 @@ class RunResult:
                 "baseline": self.baseline,
                 "versions": library_versions(),
             }
-            payload[name] = (cpu_state_dict(trained.model), meta)
+            payload[name] = variant_payload(trained.model, meta, (artifacts or {}).get(name))
         return payload
 
 

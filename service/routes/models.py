@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from service.deps import RegistryDep
 from service.registry import ServedModel
 from service.schemas import ErrorResponse, ModelInfo
-from survival.model import VariantName
+from survival.variants import VariantName
 
 router = APIRouter(tags=["models"])
 

@@ -17,7 +17,7 @@ from service.parsing import ParsedPassengers, parse_body, read_body
 from service.registry import Registry
 from service.schemas import ErrorItem, ErrorResponse, PredictResponse
 from survival.features import FloatArray
-from survival.model import VARIANTS, VariantName
+from survival.variants import VARIANTS, VariantName
 
 router = APIRouter(tags=["predict"])
 

@@ -1,0 +1,135 @@
+"""The served form: folded float64 layers equal the eval-mode torch model; the service process runs without torch."""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_DIR, SHIPPED_CSV_PATH, need
+
+from service.registry import Registry
+from survival.features import preprocess
+from survival.served import forward, load_served_current
+from survival.torch_checkpoint import load_pair
+from training.data import load_csv
+from training.fold import fold_layers
+
+# Libraries the service must never load: their directories in a process's memory map give them away.
+HEAVY_LIBRARIES: Final = ("torch", "pandas", "sklearn")
+READY_TIMEOUT_S: Final = 60.0
+
+
+def test_served_form_equals_the_eval_mode_torch_model_on_all_891_passengers(model_dir: Path) -> None:
+    pair = load_pair(model_dir)
+    _, served = load_served_current(model_dir)
+    registry = Registry.load(model_dir)
+    raw = load_csv(SHIPPED_CSV_PATH).raw
+    assert raw.shape == (891, 3)
+    for name, ckpt in pair.items():
+        assert not ckpt.model.training
+        features = preprocess(raw, ckpt.metadata.preprocessing)
+        reference = copy.deepcopy(ckpt.model).double()  # the same checkpoint, evaluated in float64
+        with torch.inference_mode():
+            expected = torch.sigmoid(reference(torch.as_tensor(features))).numpy()
+        got = forward(served[name].layers, features)[:, 0]
+        assert got.shape == (891,)
+        assert np.abs(got - expected).max() <= 1e-9
+        # What /predict computes: both models as one side-by-side network, from raw rows.
+        together = registry.predict(raw, ("batchnorm", "plain"))[name]
+        assert np.abs(together - expected).max() <= 1e-9
+    # Folding removed the BatchNorm layers: the batchnorm variant is served as three affine layers.
+    assert len(served["batchnorm"].layers) == len(served["plain"].layers) == 3
+
+
+def test_folding_a_model_in_train_mode_is_refused(model_dir: Path) -> None:
+    model = copy.deepcopy(load_pair(model_dir)["batchnorm"].model).train()
+    with pytest.raises(ValueError, match=r"needs a model in eval\(\) mode"):
+        fold_layers(model)
+
+
+def mapped_heavy_libraries(pid: int) -> set[str]:
+    """Which of HEAVY_LIBRARIES have files mapped into process `pid` (a C extension or shared library)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {lib for lib in HEAVY_LIBRARIES if f"/site-packages/{lib}/" in maps}
+
+
+def get(port: int, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request to the server on loopback: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        conn.request("POST" if body is not None else "GET", path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    """A loopback port free right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path) -> Iterator[tuple[int, int]]:
+    """A real `uvicorn service.main:app` process serving the session's checkpoints: (port, pid)."""
+    need(Path("/proc/self/maps").is_file(), "the import audit reads /proc/PID/maps (Linux only)")
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "MODEL_DIR": str(model_dir)}
+    process = subprocess.Popen(command, cwd=REPO_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                if get(port, "/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server not ready in time"
+            time.sleep(0.1)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+def test_the_service_process_never_loads_torch_pandas_or_sklearn(server: tuple[int, int]) -> None:
+    port, pid = server
+    # Exercise every route family first, so a lazy import anywhere would have happened.
+    status, body = get(port, "/predict", json.dumps({"pclass": 3, "fare": 7.25, "age": 22}).encode())
+    assert status == 200, body
+    for path in ("/models", "/metrics", "/metrics/prometheus", "/docs", "/openapi.json"):
+        assert get(port, path)[0] == 200, path
+    assert mapped_heavy_libraries(pid) == set()
+
+
+def test_the_memory_map_audit_sees_torch_when_it_is_loaded() -> None:
+    # The contrast that makes the audit above meaningful: a process that imports them is caught.
+    code = "import torch, pandas, sklearn, sys; print('loaded', flush=True); sys.stdin.read()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_DIR
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "loaded"
+        assert mapped_heavy_libraries(process.pid) == set(HEAVY_LIBRARIES)
+    finally:
+        process.communicate(input="", timeout=30)
