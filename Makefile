@@ -27,7 +27,7 @@ study: install
 
 run: install
 	$(BIN)/python -m training --if-missing --out $(MODEL_DIR)
-	MODEL_DIR=$(MODEL_DIR) $(BIN)/uvicorn service.main:app --host $(HOST) --port $(PORT)
+	MODEL_DIR=$(MODEL_DIR) HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m service
 
 test: install
 	$(BIN)/python -m pytest

@@ -11,13 +11,13 @@ from typing import Final
 from fastapi import Request, Response
 
 from service.config import Settings
-from service.main import create_app
+from service.main import serving_app
 from service.parsing import parse_body, read_body
 
 TRIVIAL_PATH: Final[str] = "/_trivial"
 CONSTANT: Final[bytes] = b'{"ok":true}'
 
-app = create_app(exit_on_load_error=True)
+app = serving_app()
 
 
 @app.post(TRIVIAL_PATH, include_in_schema=False)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Settings whose values are secrets: an error about them never echoes the value.
+SECRET_SETTINGS = frozenset({"api_keys", "admin_api_keys"})
+
+
+class SettingsError(Exception):
+    """A setting that cannot be used; the message is one line naming the variable and the problem."""
 
 
 class Settings(BaseSettings):
@@ -30,9 +38,65 @@ class Settings(BaseSettings):
         ge=0,
         description="Batches up to this many rows are computed on the event loop; larger ones in a worker thread.",
     )
+    # --- the server (python -m service) -----------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", min_length=1, description="Bind address of `python -m service`.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port of `python -m service` (0: any free one).")
+    web_concurrency: int = Field(default=1, ge=1, le=64, description="Worker processes of `python -m service`.")
+    graceful_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600, description="SIGTERM: the most seconds from the signal to the exit."
+    )
+    drain_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=600,
+        description="SIGTERM: seconds /ready answers 503 while the service still accepts requests (part of "
+        "GRACEFUL_TIMEOUT_S), so a load balancer stops sending before the listener closes.",
+    )
+    keep_alive_timeout_s: int = Field(default=5, ge=1, le=3600, description="An idle keep-alive connection is closed.")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600, description="A request line and headers must arrive within this (else 408)."
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600, description="A body must arrive within this after its headers (else 408)."
+    )
+    max_connections: int = Field(
+        default=2_000,
+        ge=1,
+        description="Open connections per worker (capped below the file limit); past it the longest-waiting "
+        "idle or stalled connection is closed, or the new one refused with a 503 when none waits.",
+    )
+    max_pending_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of unfinished request bodies a worker holds; past it the oldest stalled upload is closed.",
+    )
+    max_url_bytes: int = Field(default=8_192, ge=256, description="Longest request target (414 above).")
+    max_header_bytes: int = Field(default=32_768, ge=1024, description="Largest request head (431 above).")
+    max_headers: int = Field(default=100, ge=8, description="Most header fields in a request (431 above).")
+    # --- logs --------------------------------------------------------------------------------------------------
+    access_log: bool = Field(default=True, description="One structured line per request on stdout (0: off).")
+    log_format: Literal["json", "text"] = Field(default="json", description="The access log's format.")
+
+
+def settings_error_line(exc: ValidationError) -> str:
+    """One line naming each bad variable and its problem (never echoing a secret's value)."""
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        shown = "" if name in SECRET_SETTINGS else f"={error['input']!r}"
+        problems.append(f"{name.upper()}{shown}: {error['msg']}")
+    return "bad setting " + "; ".join(problems)
+
+
+def read_settings() -> Settings:
+    """Read the settings from the environment; SettingsError with one line when one is unusable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(settings_error_line(exc)) from None
 
 
 @lru_cache
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
-    return Settings()
+    return read_settings()

@@ -6,8 +6,6 @@ Run with `uvicorn service.main:app`; settings come from environment variables (s
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,8 +17,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
-from service.config import Settings, get_settings
+from service.config import Settings, SettingsError, get_settings
 from service.errors import install_error_handlers
+from service.lifecycle import fail_start, install_drain
 from service.registry import Registry
 from service.routes import health, metrics, models, predict
 from service.schemas import Passenger, PassengerBatch
@@ -38,8 +37,8 @@ Validation metrics and the training curves are at `GET /metrics` (a dashboard in
 def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = False) -> FastAPI:
     """Build the app; the models load when it starts (lifespan), not at import.
 
-    With `exit_on_load_error` a bad checkpoint ends the process with one line on stderr and
-    status 1 (what a server should do); without it the CheckpointError propagates (tests).
+    With `exit_on_load_error` a bad checkpoint ends the process with one line on stderr and a
+    non-zero status (what a server should do); without it the CheckpointError propagates (tests).
     """
     settings = settings or get_settings()
 
@@ -52,14 +51,15 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
             if not exit_on_load_error:
                 raise
             # One clear line instead of the traceback that an exception here would print.
-            print(f"error: cannot load the models: {exc}", file=sys.stderr, flush=True)
-            os._exit(1)
+            fail_start(f"cannot load the models: {exc}")
         registry: Registry = app.state.registry
         for name, served in registry.models.items():
             app.state.telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
         logger.info("serving run %s from %s", registry.run_id, settings.model_dir)
+        install_drain(app.state, min(settings.drain_s, settings.graceful_timeout_s))
         yield
         app.state.registry = None
+        app.state.telemetry.retire()
 
     app = FastAPI(
         title="Titanic survival: BatchNorm vs plain",
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     )
     app.state.settings = settings
     app.state.registry = None
+    app.state.draining = False
     app.state.telemetry = Telemetry()
     app.state.study = metrics.StudyCache(settings.model_dir / STUDY_FILE)
     install_error_handlers(app)
@@ -97,4 +98,13 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     return app
 
 
-app = create_app(exit_on_load_error=True)
+def serving_app() -> FastAPI:
+    """The app a server imports: a bad setting ends the process with one line, like a bad checkpoint."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        fail_start(str(exc))
+    return create_app(settings, exit_on_load_error=True)
+
+
+app = serving_app()

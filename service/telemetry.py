@@ -1,16 +1,47 @@
-"""Operational metrics in Prometheus format: requests, latency, predictions, served models' accuracy."""
+"""Operational metrics in Prometheus format: requests, latency, predictions, served models' accuracy.
+
+With more than one worker (`python -m service` sets PROMETHEUS_MULTIPROC_DIR, prometheus_client's own
+switch) every worker writes its values to files in that directory and any scrape sums them over workers.
+"""
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any
+from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Sub-millisecond buckets: a single prediction is answered in well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+MULTIPROCESS_ENV: Final[str] = "PROMETHEUS_MULTIPROC_DIR"
+# The method label takes these values and one more: a client may send any token as a method.
+KNOWN_METHODS: Final[frozenset[str]] = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
+)
+OTHER_METHOD: Final[str] = "other"
+UNMATCHED_ROUTE: Final[str] = "unmatched"
+EXPOSITION_TYPE: Final[str] = CONTENT_TYPE_LATEST
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory when the values are shared between workers, else None."""
+    return os.environ.get(MULTIPROCESS_ENV) or None
+
+
+def method_label(method: str) -> str:
+    """The request's method as a label value from a fixed set."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 class Telemetry:
@@ -18,6 +49,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess = multiprocess_dir() is not None
         self.requests = Counter(
             "http_requests_total",
             "HTTP requests by route and status.",
@@ -42,7 +74,22 @@ class Telemetry:
             "Final-epoch validation accuracy of the served model.",
             ["model"],
             registry=self.registry,
+            # Over workers: the value the most recent live worker set (a reload changes it).
+            multiprocess_mode="livemostrecent",
         )
+
+    def exposition(self) -> bytes:
+        """The text format of every metric: this process's, or the sum over all workers in multiprocess mode."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def retire(self) -> None:
+        """At a worker's exit: drop its live gauges from the shared directory (its counters stay counted)."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def count_predictions(self, model: str, rows: int) -> None:
         """Add `rows` predictions of `model`."""
@@ -91,7 +138,8 @@ class TelemetryMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.telemetry.observe(scope["method"], self._route(scope), str(status), time.perf_counter() - start)
+            method = method_label(scope["method"])
+            self.telemetry.observe(method, self._route(scope), str(status), time.perf_counter() - start)
 
     @staticmethod
     def _route(scope: Scope) -> str:
@@ -103,5 +151,5 @@ class TelemetryMiddleware:
         for candidate in getattr(getattr(app, "router", None), "routes", []):
             match, _ = candidate.matches(scope)
             if match == Match.FULL:
-                return str(getattr(candidate, "path", "unmatched"))
-        return "unmatched"
+                return str(getattr(candidate, "path", UNMATCHED_ROUTE))
+        return UNMATCHED_ROUTE

@@ -19,7 +19,9 @@ async def health() -> Health:
 
 @router.get("/ready", response_model=Health, responses={503: {"model": Health, "description": "Not ready."}})
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: 200 only when both models are loaded, else 503."""
+    """Readiness: 200 only when both models are loaded and no SIGTERM has arrived, else 503."""
+    if request.app.state.draining:
+        return JSONResponse(status_code=503, content=Health(status="draining").model_dump())
     registry: Registry | None = getattr(request.app.state, "registry", None)
     if registry is None:
         return JSONResponse(status_code=503, content=Health(status="loading").model_dump())

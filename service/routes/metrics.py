@@ -9,13 +9,13 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.dashboard.render import render_dashboard
 from service.deps import RegistryDep, TelemetryDep
 from service.negotiation import preferred
 from service.registry import Registry, ServedModel
 from service.schemas import MetricsReport, ModelMetrics
+from service.telemetry import EXPOSITION_TYPE
 from survival.study import StudyReport, load_study
 
 router = APIRouter(tags=["metrics"])
@@ -112,4 +112,4 @@ async def prometheus(registry: RegistryDep, telemetry: TelemetryDep) -> Response
     """Operational metrics in the Prometheus text format."""
     for name, served in registry.models.items():
         telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
-    return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(telemetry.exposition(), media_type=EXPOSITION_TYPE)
