@@ -11,7 +11,7 @@ from typing import Final
 import pytest
 from server_process import launch
 
-from survival.checkpoint import CURRENT_LINK, WEIGHTS_FILE
+from survival.checkpoint import CURRENT_LINK, SERVED_FILE
 
 # Importing torch alone takes seconds on a busy machine; a respawn loop never ends at all.
 EXIT_TIMEOUT_S: Final = 60.0
@@ -36,12 +36,12 @@ def problem_lines(stderr: str) -> list[str]:
 
 
 def broken_models(model_dir: Path, tmp: Path) -> tuple[Path, Path]:
-    """A copy of the models whose batchnorm weights are truncated; (directory, the broken file)."""
+    """A copy of the models whose served batchnorm layers are truncated; (directory, the broken file)."""
     import shutil
 
     models = tmp / "models"
     shutil.copytree(model_dir, models, symlinks=True)
-    weights = (models / CURRENT_LINK / "batchnorm" / WEIGHTS_FILE).resolve()
+    weights = (models / CURRENT_LINK / "batchnorm" / SERVED_FILE).resolve()
     weights.write_bytes(weights.read_bytes()[:100])
     return models, weights
 

@@ -16,7 +16,8 @@ from server_process import Server, running
 
 from service.config import Settings
 from service.main import create_app
-from survival.checkpoint import load_pair
+from survival.checkpoint import current_run_dir, read_metadata
+from survival.variants import VARIANTS
 
 SINGLE: Final = b'{"pclass": 3, "fare": 7.25, "age": 22}'
 JSON: Final = {"content-type": "application/json"}
@@ -49,7 +50,8 @@ def batch(rows: int) -> bytes:
 
 def checkpoint_accuracy(model_dir: Path) -> dict[str, float]:
     """Each variant's final-epoch validation accuracy, from its checkpoint."""
-    return {name: ckpt.metadata.metrics.accuracy for name, ckpt in load_pair(model_dir).items()}
+    run = current_run_dir(model_dir)
+    return {name: read_metadata(run / name).metrics.accuracy for name in VARIANTS}
 
 
 def test_one_process_counts_requests_and_rows(model_dir: Path) -> None:
