@@ -24,6 +24,7 @@ from service.registry import Registry
 from service.routes import health, metrics, models, predict
 from service.schemas import Passenger, PassengerBatch
 from service.telemetry import Telemetry, TelemetryMiddleware
+from service.v2 import routes as v2_routes
 from survival.checkpoint import CheckpointError
 from survival.study import STUDY_FILE
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)
     for module in (predict, health, models, metrics):
         app.include_router(module.router)
+    app.include_router(v2_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition
+            components.update(v2_routes.schema_components())
             app.openapi_schema = schema
         return app.openapi_schema
 

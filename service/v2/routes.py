@@ -1,0 +1,303 @@
+"""The Open Inference Protocol (KServe V2) REST routes: health, metadata, readiness and inference per model.
+
+Thin routes: the codec reads and writes tensors, `inputs` turns them into passengers under the input
+rules, the registry computes. Every error is the protocol's `{"error": "..."}` body (what tritonclient
+reads), with the same statuses as the rest of the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from service.config import Settings
+from service.deps import registry_of, settings_of, telemetry_of
+from service.errors import ApiError
+from service.parsing import media_type, read_body
+from service.registry import Registry, ServedModel
+from service.routes.predict import THRESHOLD
+from service.v2 import codec
+from service.v2.inputs import COLUMN_TENSORS, FEATURES_TENSOR, raw_rows
+from service.v2.schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    Liveness,
+    MetadataTensor,
+    ModelMetadata,
+    Readiness,
+    ServerMetadata,
+    V2Error,
+)
+from survival.features import FEATURES
+from survival.model import VARIANTS
+
+SERVER_NAME: Final[str] = "titanic-bn-service"
+PLATFORM: Final[str] = "numpy"  # folded float64 layers (see service/registry.py)
+PROBABILITY, SURVIVED = "survival_probability", "survived"
+OUTPUTS: Final[tuple[MetadataTensor, ...]] = (
+    MetadataTensor(name=PROBABILITY, datatype="FP64", shape=[-1]),
+    MetadataTensor(name=SURVIVED, datatype="BOOL", shape=[-1]),
+)
+BODY_TYPES: Final[tuple[str, ...]] = ("", "application/json", "application/octet-stream")
+# Bodies up to this size (about 2,000 passengers as JSON) are answered on the event loop; bigger ones in a
+# worker thread, so one large batch never holds up the other clients.
+INLINE_MAX_BYTES: Final[int] = 64 * 1024
+ERROR_BODY: Final[dict[str, Any]] = {"model": V2Error}
+
+
+def v2_error(status: int, message: str) -> JSONResponse:
+    """The protocol's error body."""
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+class V2Route(APIRoute):
+    """A route whose errors are answered in the protocol's `{"error": ...}` body instead of the API's own."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap the handler: an ApiError becomes a V2 error with the same status."""
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return v2_error(exc.status, exc.detail)
+
+        return route
+
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_class=V2Route)
+
+
+def served_model(request: Request, name: str, version: str | None) -> tuple[Registry, ServedModel]:
+    """The registry and the named model (404 for an unknown name or version, 503 while loading)."""
+    registry = registry_of(request)
+    if name not in registry.models:
+        raise ApiError(404, f"unknown model {name[:64]!r}; served: {', '.join(VARIANTS)}")
+    served = registry.models[name]
+    if version is not None and version != served.version:
+        raise ApiError(404, f"model {name!r} has no version {version[:64]!r}; served: {served.version}")
+    return registry, served
+
+
+@router.get("", response_model=ServerMetadata, summary="Server metadata")
+async def server_metadata(request: Request) -> ServerMetadata:
+    """The server's name, version and protocol extensions (Triton's binary tensor data)."""
+    return ServerMetadata(name=SERVER_NAME, version=request.app.version, extensions=[codec.BINARY_EXTENSION])
+
+
+@router.get("/health/live", response_model=Liveness, summary="Server live")
+async def live() -> Liveness:
+    """200 while the process answers."""
+    return Liveness(live=True)
+
+
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Models not loaded."}},
+    summary="Server ready",
+)
+async def ready(request: Request) -> JSONResponse:
+    """200 when both models are loaded, else 503."""
+    loaded = getattr(request.app.state, "registry", None) is not None
+    return JSONResponse(
+        status_code=200 if loaded else 503, content=Readiness(ready=loaded).model_dump(exclude_none=True)
+    )
+
+
+MODEL_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    404: {**ERROR_BODY, "description": "Unknown model or version."},
+    503: {**ERROR_BODY, "description": "Models not loaded."},
+}
+
+
+def metadata(registry: Registry, served: ServedModel) -> ModelMetadata:
+    """What the model takes and gives."""
+    columns = ", ".join(FEATURES)
+    return ModelMetadata(
+        name=served.name,
+        versions=[served.version],
+        platform=PLATFORM,
+        inputs=[MetadataTensor(name=FEATURES_TENSOR, datatype="FP64", shape=[-1, len(FEATURES)])],
+        outputs=list(OUTPUTS),
+        properties={
+            "run_id": registry.run_id,
+            "features": f"{columns}; NaN (or null in JSON) for an unknown Age",
+            "alternative_inputs": f"three tensors {', '.join(COLUMN_TENSORS)} of shape [-1] instead of features",
+            "accepted_datatypes": ", ".join(codec.INPUT_DTYPES),
+            "batchnorm": str(served.metadata.model.batchnorm).lower(),
+            "threshold": str(THRESHOLD),
+        },
+    )
+
+
+@router.get("/models/{name}", response_model=ModelMetadata, responses=MODEL_ERRORS, summary="Model metadata")
+async def model_metadata(request: Request, name: str) -> ModelMetadata:
+    """Inputs, outputs and the served version of `batchnorm` or `plain`."""
+    return metadata(*served_model(request, name, None))
+
+
+@router.get(
+    "/models/{name}/versions/{version}",
+    response_model=ModelMetadata,
+    responses=MODEL_ERRORS,
+    summary="Model metadata (one version)",
+)
+async def model_version_metadata(request: Request, name: str, version: str) -> ModelMetadata:
+    """The same, for the served version only (another version is a 404)."""
+    return metadata(*served_model(request, name, version))
+
+
+def model_ready_answer(request: Request, name: str, version: str | None) -> JSONResponse:
+    """200 when the model (and version) is served; 404 unknown; 503 loading."""
+    _, served = served_model(request, name, version)
+    return JSONResponse(content=Readiness(name=served.name, ready=True).model_dump())
+
+
+@router.get("/models/{name}/ready", response_model=Readiness, responses=MODEL_ERRORS, summary="Model ready")
+async def model_ready(request: Request, name: str) -> JSONResponse:
+    """The status code is the answer: 200 ready, 404 unknown model, 503 not loaded."""
+    return model_ready_answer(request, name, None)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    response_model=Readiness,
+    responses=MODEL_ERRORS,
+    summary="Model ready (one version)",
+)
+async def model_version_ready(request: Request, name: str, version: str) -> JSONResponse:
+    """The same, for one version."""
+    return model_ready_answer(request, name, version)
+
+
+INFER_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The answer: JSON, or with binary outputs the JSON (its length in the "
+        "Inference-Header-Content-Length header) followed by the outputs' bytes.",
+    },
+    400: {**ERROR_BODY, "description": "Not a valid inference request (JSON, tensors, shapes, binary lengths)."},
+    413: {**ERROR_BODY, "description": "Body or batch over the limit."},
+    415: {**ERROR_BODY, "description": "Content-Type or Content-Encoding not supported."},
+    422: {**ERROR_BODY, "description": "A value breaks an input rule (the same rules and words as /predict)."},
+    **MODEL_ERRORS,
+}
+INFER_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/InferenceRequest"},
+                "examples": {
+                    "features": {
+                        "value": {
+                            "id": "42",
+                            "inputs": [
+                                {
+                                    "name": "features",
+                                    "shape": [2, 3],
+                                    "datatype": "FP64",
+                                    "data": [[3, 7.25, 22], [1, 71.2833, None]],
+                                }
+                            ],
+                        }
+                    },
+                    "columns": {
+                        "value": {
+                            "inputs": [
+                                {"name": "Pclass", "shape": [2], "datatype": "INT64", "data": [3, 1]},
+                                {"name": "Fare", "shape": [2], "datatype": "FP64", "data": [7.25, 71.2833]},
+                                {"name": "Age", "shape": [2], "datatype": "FP64", "data": [22, 38]},
+                            ],
+                            "outputs": [{"name": PROBABILITY}],
+                        }
+                    },
+                },
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "Triton's binary tensor extension: the JSON (its length in the "
+                "Inference-Header-Content-Length header), then the tensors' bytes.",
+            },
+        },
+    }
+}
+
+
+def schema_components() -> dict[str, Any]:
+    """The OpenAPI components of the request body that the infer routes read themselves."""
+    definition = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**definition.pop("$defs", {}), InferenceRequest.__name__: definition}
+
+
+async def infer_answer(request: Request, name: str, version: str | None) -> Response:
+    """Read, check and answer one inference request."""
+    registry, served = served_model(request, name, version)
+    settings = settings_of(request)
+    kind = media_type(request.headers.get("content-type"))
+    if kind not in BODY_TYPES and not kind.endswith("+json"):
+        raise ApiError(415, f"Content-Type {kind} is not supported; send application/json or application/octet-stream")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise ApiError(415, f"Content-Encoding {encoding[:20]} is not supported; send the body uncompressed")
+    body = await read_body(request, settings.max_body_bytes)
+    header_length = request.headers.get(codec.HEADER_LENGTH)
+    if len(body) > INLINE_MAX_BYTES:
+        content, headers, rows = await run_in_threadpool(infer, registry, served, body, header_length, settings)
+    else:
+        content, headers, rows = infer(registry, served, body, header_length, settings)
+    telemetry_of(request).count_predictions(served.name, rows)
+    return Response(content, headers=headers)
+
+
+def infer(
+    registry: Registry, served: ServedModel, body: bytes, header_length: str | None, settings: Settings
+) -> tuple[bytes, dict[str, str], int]:
+    """Decode, predict and encode: the answer's body, its headers and the number of passengers."""
+    decoded = codec.decode(body, header_length, max_elements=settings.max_batch_size * len(FEATURES))
+    wanted = decoded.outputs if decoded.outputs is not None else {o.name: decoded.binary_output for o in OUTPUTS}
+    unknown = [n for n in wanted if n not in (PROBABILITY, SURVIVED)]
+    if unknown:
+        codec.bad_request(f"unknown output {unknown[0][:64]!r}; this model gives {PROBABILITY}, {SURVIVED}")
+    raw = raw_rows(decoded.inputs, settings.max_batch_size)
+    probs = registry.predict(raw, (served.name,))[served.name]
+    computed = {PROBABILITY: ("FP64", probs), SURVIVED: ("BOOL", probs >= THRESHOLD)}
+    tensors = [codec.OutputTensor(n, *computed[n]) for n in wanted]
+    answer: dict[str, Any] = {"model_name": served.name, "model_version": served.version}
+    if decoded.id is not None:
+        answer["id"] = decoded.id
+    answer["parameters"] = {"run_id": registry.run_id}
+    binary = {n for n, as_binary in wanted.items() if as_binary}
+    content, headers = codec.encode(answer, tensors, binary)
+    return content, headers, raw.shape[0]
+
+
+@router.post(
+    "/models/{name}/infer",
+    response_model=InferenceResponse,
+    responses=INFER_ERRORS,
+    openapi_extra=INFER_BODY,
+    summary="Inference",
+)
+async def model_infer(request: Request, name: str) -> Response:
+    """Survival probabilities of N passengers from `features` [N, 3] (or Pclass, Fare, Age [N]); JSON or binary."""
+    return await infer_answer(request, name, None)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_model=InferenceResponse,
+    responses=INFER_ERRORS,
+    openapi_extra=INFER_BODY,
+    summary="Inference (one version)",
+)
+async def model_version_infer(request: Request, name: str, version: str) -> Response:
+    """The same, for the served version only (another version is a 404)."""
+    return await infer_answer(request, name, version)
