@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
+from service.apidocs import install_docs
 from service.config import Settings, SettingsError, get_settings
 from service.errors import install_error_handlers
 from service.lifecycle import fail_start, install_drain
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.registry = None
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
         app.include_router(module.router)
     app.include_router(v2_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_docs(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -93,6 +93,10 @@ def browser() -> Iterator[object]:
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1280,2200",
+        # Offline: every request that is not to loopback fails (a closed proxy, names resolve to nothing),
+        # so a page that works here needs nothing from the internet.
+        "--proxy-server=http://127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -145,3 +149,28 @@ def test_dashboard_renders_both_models_charts_without_console_errors(server_url:
     wide = browser.execute_script("return document.documentElement.scrollWidth > window.innerWidth + 1")
     assert wide is False, "the page scrolls sideways at phone width"
     assert (OUTPUT_DIR / "dashboard.png").stat().st_size > 10_000
+
+
+def test_docs_list_the_operations_offline_under_the_dashboard_csp(server_url: str, browser: object) -> None:
+    from selenium.webdriver import Chrome
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from service.routes.metrics import DASHBOARD_CSP
+
+    assert isinstance(browser, Chrome)
+    with urllib.request.urlopen(f"{server_url}/docs", timeout=10) as response:
+        assert response.headers["Content-Security-Policy"] == DASHBOARD_CSP
+    browser.set_window_size(1280, 2200)
+    browser.get(f"{server_url}/docs")
+    WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")) > 10)
+    paths = {e.get_attribute("data-path") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/predict", "/metrics", "/v2/health/ready", "/v2/models/{name}/infer"} <= paths
+    # Everything the page loaded came from the app itself.
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded
+    assert [url for url in loaded if not url.startswith(server_url)] == []
+    log = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    assert [e for e in log if e["level"] in ("SEVERE", "ERROR")] == []  # a CSP violation would be one
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    browser.save_screenshot(str(OUTPUT_DIR / "docs.png"))
