@@ -34,7 +34,7 @@ from service.v2.schemas import (
     V2Error,
 )
 from survival.features import FEATURES
-from survival.model import VARIANTS
+from survival.variants import VARIANTS
 
 SERVER_NAME: Final[str] = "titanic-bn-service"
 PLATFORM: Final[str] = "numpy"  # folded float64 layers (see service/registry.py)
