@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-# The experiment's inputs, in the column order the model sees them.
-FEATURES: Final[tuple[str, ...]] = ("Pclass", "Fare", "Age")
-AGE_INDEX: Final[int] = FEATURES.index("Age")
+# The input rules live in survival/rules.py; re-exported here for the modules that read them with the features.
+from survival.rules import AGE_MAX as AGE_MAX
+from survival.rules import FARE_MAX as FARE_MAX
+from survival.rules import PCLASS_VALUES as PCLASS_VALUES
+from survival.rules import RULES
+from survival.rules import FloatArray as FloatArray
 
-FloatArray = npt.NDArray[np.float64]
+# The experiment's inputs, in the column order the model sees them.
+FEATURES: Final[tuple[str, ...]] = tuple(rule.column for rule in RULES.values())
+PCLASS_INDEX: Final[int] = FEATURES.index("Pclass")
+FARE_INDEX: Final[int] = FEATURES.index("Fare")
+AGE_INDEX: Final[int] = FEATURES.index("Age")
+# The columns a model may find missing (NaN) and fill with a fitted value.
+FILLED_FIELDS: Final[dict[int, str]] = {FARE_INDEX: "fare", AGE_INDEX: "age"}
 
 
 class Preprocessing(BaseModel):
@@ -22,37 +30,49 @@ class Preprocessing(BaseModel):
 
     features: tuple[str, ...] = Field(default=FEATURES, description="Input columns, in model order.")
     age_fill: float = Field(description="Median Age of the training split; replaces a missing Age.")
+    fare_fill: tuple[float, float, float] = Field(
+        description="Median Fare of Pclass 1, 2 and 3 in the training split; replaces a missing Fare of that class."
+    )
     standardize: bool = Field(default=False, description="Whether inputs are z-scored (off in the experiment).")
     mean: tuple[float, ...] | None = Field(default=None, description="Per-feature mean after filling (if standardize).")
     std: tuple[float, ...] | None = Field(default=None, description="Per-feature std after filling (if standardize).")
 
 
 def fit_preprocessing(raw: FloatArray, *, standardize: bool = False) -> Preprocessing:
-    """Fit the preprocessing values on raw training rows (columns FEATURES, NaN for a missing Age)."""
-    ages = raw[:, AGE_INDEX]
-    known = ages[~np.isnan(ages)]
-    if known.size == 0:
-        raise ValueError("column Age: no known ages in the training split, cannot fit the median fill")
-    age_fill = float(np.median(known))
+    """Fit the preprocessing values on raw training rows (columns FEATURES, NaN for a missing Fare or Age)."""
+    age_fill = _median(raw[:, AGE_INDEX], "column Age: no known ages in the training split")
+    fare_fill = tuple(
+        _median(raw[raw[:, PCLASS_INDEX] == cls, FARE_INDEX], f"column Fare: no known fare of Pclass {cls} in training")
+        for cls in PCLASS_VALUES
+    )
+    fitted = Preprocessing(age_fill=age_fill, fare_fill=fare_fill)
     if not standardize:
-        return Preprocessing(age_fill=age_fill)
-    filled = _fill_age(raw, age_fill)
+        return fitted
+    filled = _fill(raw, fitted)
     std = filled.std(axis=0)
     # A constant column would divide by zero; leave it unscaled instead.
     std[std == 0] = 1.0
-    return Preprocessing(
-        age_fill=age_fill,
-        standardize=True,
-        mean=tuple(float(v) for v in filled.mean(axis=0)),
-        std=tuple(float(v) for v in std),
+    return fitted.model_copy(
+        update={
+            "standardize": True,
+            "mean": tuple(float(v) for v in filled.mean(axis=0)),
+            "std": tuple(float(v) for v in std),
+        }
     )
 
 
+def _median(values: FloatArray, none_known: str) -> float:
+    known = values[~np.isnan(values)]
+    if known.size == 0:
+        raise ValueError(f"{none_known}, cannot fit the median fill")
+    return float(np.median(known))
+
+
 def preprocess(raw: FloatArray, prep: Preprocessing) -> FloatArray:
-    """Turn raw rows (columns FEATURES, NaN for a missing Age) into model inputs; a pure function."""
+    """Turn raw rows (columns FEATURES, NaN for a missing Fare or Age) into model inputs; a pure function."""
     if raw.ndim != 2 or raw.shape[1] != len(FEATURES):
         raise ValueError(f"expected an (n, {len(FEATURES)}) array of {', '.join(FEATURES)}, got shape {raw.shape}")
-    out = _fill_age(raw, prep.age_fill)
+    out = _fill(raw, prep)
     if prep.standardize:
         if prep.mean is None or prep.std is None:
             raise ValueError("preprocessing says standardize but has no fitted mean/std")
@@ -60,15 +80,22 @@ def preprocess(raw: FloatArray, prep: Preprocessing) -> FloatArray:
     return out
 
 
-def _fill_age(raw: FloatArray, age_fill: float) -> FloatArray:
+def _fill(raw: FloatArray, prep: Preprocessing) -> FloatArray:
     out = np.array(raw, dtype=np.float64, copy=True)
     ages = out[:, AGE_INDEX]
-    ages[np.isnan(ages)] = age_fill
+    ages[np.isnan(ages)] = prep.age_fill
+    fares = out[:, FARE_INDEX]
+    missing = np.isnan(fares)
+    if missing.any():
+        # Pclass is 1, 2 or 3 (the rules ensure it), so it indexes the per-class fills directly.
+        classes = out[missing, PCLASS_INDEX].astype(np.int64)
+        fares[missing] = np.asarray(prep.fare_fill)[classes - 1]
     return out
 
 
-# Input rules, shared by the trainer's CSV loader and the service's request validation.
-PCLASS_VALUES: Final[tuple[int, ...]] = (1, 2, 3)
-AGE_MAX: Final[float] = 120.0  # ages must lie in (0, AGE_MAX]
-# The highest fare on record is 512.33; anything far above it is a unit or typing error.
-FARE_MAX: Final[float] = 10_000.0
+def filled_fields(raw: FloatArray) -> dict[int, tuple[str, ...]]:
+    """Row index -> the fields preprocessing fills in that row (a missing Fare or Age), for the rows with any."""
+    missing = np.isnan(raw[:, list(FILLED_FIELDS)])
+    names = list(FILLED_FIELDS.values())
+    rows = np.flatnonzero(missing.any(axis=1))
+    return {int(i): tuple(n for n, gap in zip(names, missing[i], strict=True) if gap) for i in rows}

@@ -43,19 +43,43 @@ def test_load_kaggle_train_csv_unchanged(kaggle_train_path: Path) -> None:
         ("", "the file is empty"),
         ("Survived,Pclass,Fare,Age\n", "header but no data rows"),
         ("Survived,Pclass,Age\n1,1,3\n", "missing column(s) Fare"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,abc,3\n", "column Fare, row 13: 'abc' is not a number"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,4,7,3\n", "column Pclass, row 13: 4 is not one of 1, 2, 3"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,-1,3\n", "column Fare, row 13: -1 is not a finite fare"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,inf,3\n", "column Fare, row 13: inf is not a finite fare"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,nan,3\n", "column Fare, row 13: 'nan' is not a number"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,7,0\n", "column Age, row 13: 0 is not an age in (0, 120]"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,7,121\n", "column Age, row 13: 121 is not an age"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n2,1,7,3\n", "column Survived, row 13: 2 is not 0 or 1"),
-        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n,1,7,3\n", "column Survived, row 13: value is missing"),
+        (
+            "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,abc,3\n",
+            "column Fare, row 13: must be a number in [0, 10000], or null/empty when unknown (got 'abc', not a number",
+        ),
+        (
+            "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,4,7,3\n",
+            "column Pclass, row 13: must be 1, 2 or 3 (got '4')",
+        ),
+        (
+            "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,-1,3\n",
+            "column Fare, row 13: must be a number in [0, 10000], or null/empty when unknown (got '-1')",
+        ),
+        (
+            "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,inf,3\n",
+            "column Fare, row 13: must be a number in [0, 10000], or null/empty when unknown (got 'inf', not a",
+        ),
+        (
+            "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,nan,3\n",
+            "column Fare, row 13: must be a number in [0, 10000], or null/empty when unknown (got 'nan', not a",
+        ),
+        (
+            "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,7,0\n",
+            "column Age, row 13: must be a number in (0, 120], or null/empty when unknown (got '0')",
+        ),
+        (
+            "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,1,7,121\n",
+            "column Age, row 13: must be a number in (0, 120], or null/empty when unknown (got '121')",
+        ),
+        ("Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n2,1,7,3\n", "column Survived, row 13: must be 0 or 1 (got '2')"),
+        (
+            "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n,1,7,3\n",
+            "column Survived, row 13: must be 0 or 1 (it is missing)",
+        ),
         ("Survived,Pclass,Fare,Age\n1,1,7,3\n0,1,7,3\n0,2,8,4\n", "only 2 row(s) with Survived=0"),
         (
             "PassengerId,Survived,Pclass,Fare,Age\n" + "\n".join(f"{i},0,1,7,3" for i in range(9)) + "\n9,1,x,1\n",
-            "column Pclass, row 10 (PassengerId 9): 'x' is not a number",
+            "column Pclass, row 10 (PassengerId 9): must be 1, 2 or 3 (got 'x', not an integer",
         ),
     ],
 )
@@ -77,10 +101,24 @@ def test_load_rejects_missing_file(tmp_path: Path) -> None:
         load_csv(tmp_path / "nope.csv")
 
 
-def test_load_keeps_missing_age_as_nan(tmp_path: Path) -> None:
-    ds = load_csv(write(tmp_path, "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n"))
+def test_load_keeps_missing_age_and_fare_as_nan(tmp_path: Path) -> None:
+    ds = load_csv(write(tmp_path, "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,2,,30\n"))
     assert np.isnan(ds.raw[1, 2])
     assert ds.raw[0].tolist() == [1.0, 71.28, 38.0]
+    assert np.isnan(ds.raw[-1, 1])
+
+
+def test_missing_fare_is_filled_with_the_training_median_of_its_class(tmp_path: Path) -> None:
+    from survival.features import fit_preprocessing, preprocess
+
+    ds = load_csv(write(tmp_path, "Survived,Pclass,Fare,Age\n" + GOOD_ROWS + "\n1,2,,30\n0,1,,\n"))
+    prep = fit_preprocessing(ds.raw)
+    known = ~np.isnan(ds.raw[:, 1])
+    for cls in (1, 2, 3):
+        assert prep.fare_fill[cls - 1] == np.median(ds.raw[known & (ds.raw[:, 0] == cls), 1])
+    filled = preprocess(ds.raw, prep)
+    assert filled[-2].tolist() == [2.0, prep.fare_fill[1], 30.0]
+    assert filled[-1].tolist() == [1.0, prep.fare_fill[0], prep.age_fill]
 
 
 def test_split_is_seeded_stratified_80_20() -> None:

@@ -12,9 +12,11 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from survival.checkpoint import sha256_file
-from survival.features import AGE_MAX, FARE_MAX, FEATURES, PCLASS_VALUES, FloatArray
+from survival.features import FEATURES, FloatArray
+from survival.rules import FIELDS, RULES, echo, parse_column
 
 LABEL: Final[str] = "Survived"
+LABEL_VALUES: Final[tuple[str, ...]] = ("0", "1")
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = (LABEL, *FEATURES)
 # Fewer rows of a class than this and a stratified 80/20 split cannot put it on both sides.
 MIN_ROWS_PER_CLASS: Final[int] = 5
@@ -28,7 +30,7 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Validated rows: raw features (NaN for a missing Age), labels, and where they came from."""
+    """Validated rows: raw features (NaN for a missing Fare or Age), labels, and where they came from."""
 
     raw: FloatArray
     labels: IntArray
@@ -62,34 +64,25 @@ def load_csv(path: Path) -> Dataset:
     ids = frame["PassengerId"].tolist() if "PassengerId" in frame.columns else None
 
     def where(i: int) -> str:
-        # Row numbers count data rows from 1 (the header is not a row).
+        # Row numbers count data rows from 1 (the header is not a row; pandas skips blank lines).
         return f"row {i + 1}" + (f" (PassengerId {ids[i]})" if ids is not None else "")
 
-    def numeric(column: str, *, allow_empty: bool) -> FloatArray:
-        text = frame[column].str.strip()
-        values = pd.to_numeric(text.where(text != ""), errors="coerce").to_numpy(dtype=np.float64)
-        for i, (s, v) in enumerate(zip(text, values, strict=True)):
-            if s == "" and not allow_empty:
-                raise DataError(f"{path}: column {column}, {where(i)}: value is missing")
-            if s != "" and np.isnan(v):
-                raise DataError(f"{path}: column {column}, {where(i)}: {s[:40]!r} is not a number")
-        return values
-
-    def check(column: str, values: FloatArray, bad: npt.NDArray[np.bool_], rule: str) -> None:
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{path}: column {column}, {where(i)}: {values[i]:g} is not {rule}")
-
-    survived = numeric(LABEL, allow_empty=False)
-    pclass = numeric("Pclass", allow_empty=False)
-    fare = numeric("Fare", allow_empty=False)
-    age = numeric("Age", allow_empty=True)
-    check(LABEL, survived, ~np.isin(survived, (0, 1)), "0 or 1")
-    check("Pclass", pclass, ~np.isin(pclass, PCLASS_VALUES), "one of 1, 2, 3")
-    check("Fare", fare, ~np.isfinite(fare) | (fare < 0) | (fare > FARE_MAX), f"a finite fare in [0, {FARE_MAX:g}]")
-    known_age = ~np.isnan(age)
-    age_bad = known_age & (~np.isfinite(age) | (age <= 0) | (age > AGE_MAX))
-    check("Age", age, age_bad, f"an age in (0, {AGE_MAX:g}] (leave it empty when unknown)")
+    labels_text = frame[LABEL].str.strip(" \t")
+    bad_label = ~labels_text.isin(LABEL_VALUES).to_numpy()
+    if bad_label.any():
+        i = int(np.flatnonzero(bad_label)[0])
+        got = "it is missing" if not labels_text.iloc[i] else f"got {echo(labels_text.iloc[i])}"
+        raise DataError(f"{path}: column {LABEL}, {where(i)}: must be 0 or 1 ({got})")
+    survived = labels_text.astype(np.float64).to_numpy()
+    # The features follow the service's rules exactly (survival/rules.py); the first violation stops the run.
+    columns = []
+    for field in FIELDS:
+        values, violations = parse_column(field, frame[RULES[field].column].tolist(), limit=1)
+        if violations:
+            first = violations[0]
+            raise DataError(f"{path}: column {RULES[field].column}, {where(first.index)}: {first.message}")
+        columns.append(values)
+    pclass, fare, age = columns
 
     labels = survived.astype(np.int64)
     for cls in (0, 1):
