@@ -33,10 +33,11 @@ class Settings(BaseSettings):
         description="Threads for NumPy's BLAS (inference). At this model size a second "
         "thread only adds synchronisation, and on a busy machine it costs far more.",
     )
-    inline_max_rows: int = Field(
-        default=2_000,
+    inline_max_bytes: int = Field(
+        default=16_384,
         ge=0,
-        description="Batches up to this many rows are computed on the event loop; larger ones in a worker thread.",
+        description="Request bodies up to this size are parsed, computed and answered on the event loop; larger "
+        "ones in a worker thread, one at a time, so that no big batch holds up the small requests.",
     )
     # --- the server (python -m service) -----------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", min_length=1, description="Bind address of `python -m service`.")

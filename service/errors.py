@@ -56,8 +56,8 @@ def items_from_validation(errors: list[Any], **where: Any) -> list[ErrorItem]:
     return items
 
 
-def summary(items: list[ErrorItem]) -> str:
-    """A one-line summary naming the first problem."""
+def summary(items: list[ErrorItem], *, stopped: bool = False) -> str:
+    """A one-line summary naming the first problem (`stopped`: checking stopped at MAX_ERRORS_LISTED problems)."""
     if not items:
         return "invalid request"
     first = items[0]
@@ -71,6 +71,8 @@ def summary(items: list[ErrorItem]) -> str:
     prefix = f"{' '.join(where)}: " if where else ""
     field = f"{first.field}: " if first.field else ""
     more = f" (and {len(items) - 1} more problem(s))" if len(items) > 1 else ""
+    if stopped:
+        more = f" (and more problems: checking stopped at {MAX_ERRORS_LISTED})"
     return f"{prefix}{field}{first.message}{more}"
 
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
@@ -20,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from service.apidocs import install_docs
 from service.config import Settings, SettingsError, get_settings
 from service.errors import install_error_handlers
+from service.head import HeadAsGetMiddleware
 from service.lifecycle import fail_start, install_drain
 from service.registry import Registry
 from service.routes import health, metrics, models, predict
@@ -70,14 +72,19 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
         lifespan=lifespan,
         docs_url=None,  # served offline by install_docs
         redoc_url=None,
+        # Starlette's trailing-slash redirect builds its Location from the client's Host header; no route
+        # here ends in a slash, so a path that does is a plain 404 instead of a redirect anywhere.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.registry = None
     app.state.draining = False
     app.state.telemetry = Telemetry()
+    app.state.batch_limiter = anyio.CapacityLimiter(1)  # big request bodies are handled one at a time, off the loop
     app.state.study = metrics.StudyCache(settings.model_dir / STUDY_FILE)
     install_error_handlers(app)
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)
+    app.add_middleware(HeadAsGetMiddleware)
     for module in (predict, health, models, metrics):
         app.include_router(module.router)
     app.include_router(v2_routes.router)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+import math
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from survival.checkpoint import Baseline, Curves, DataInfo, Hyperparameters, ValidationMetrics
-from survival.features import AGE_MAX, FARE_MAX, PCLASS_VALUES, Preprocessing
+from survival.features import Preprocessing
+from survival.rules import RULES, RuleError, check_value
 from survival.study import StudyReport
 from survival.variants import ModelConfig, VariantName
 
@@ -18,58 +20,59 @@ IGNORED_KAGGLE_FIELDS: Final[frozenset[str]] = frozenset(
 )
 
 
-class Passenger(BaseModel):
-    """One passenger. Kaggle's spellings Pclass, Fare and Age are accepted too, and its other columns ignored."""
+def _rule_validator(name: str) -> Any:
+    """A pydantic validator and JSON schema that apply survival/rules.py's rule for `name`."""
+    rule = RULES[name]
 
-    # strict: booleans and numeric strings are errors, not silently coerced numbers.
+    def validate(value: object) -> float | int | None:
+        try:
+            number = check_value(name, value)
+        except RuleError as exc:
+            raise ValueError(exc.message) from None  # pydantic reports it under the field's name
+        if math.isnan(number):
+            return None
+        return int(number) if rule.integer else number
+
+    return (PlainValidator(validate), WithJsonSchema(rule.json_schema()))
+
+
+PclassValue = Annotated[int, *_rule_validator("pclass")]
+FareValue = Annotated[float | None, *_rule_validator("fare")]
+AgeValue = Annotated[float | None, *_rule_validator("age")]
+
+
+class Passenger(BaseModel):
+    """One passenger. Kaggle's spellings Pclass, Fare and Age are accepted too, and its other columns ignored.
+
+    The values follow survival/rules.py (the same functions the JSON batch path, the CSV reader and the
+    trainer call); this model is the documented contract and the OpenAPI schema.
+    """
+
     model_config = ConfigDict(
-        strict=True,
         extra="forbid",
         json_schema_extra={"examples": [{"pclass": 3, "fare": 7.25, "age": 22}, {"pclass": 1, "fare": 71.28}]},
     )
 
-    pclass: int = Field(
-        validation_alias=AliasChoices("pclass", "Pclass"),
-        description="Ticket class: 1, 2 or 3.",
-        json_schema_extra={"enum": list(PCLASS_VALUES)},
-    )
-    fare: float = Field(
-        validation_alias=AliasChoices("fare", "Fare"),
-        ge=0,
-        le=FARE_MAX,
-        allow_inf_nan=False,
-        description=f"Ticket fare in pounds, 0 to {FARE_MAX:g} (the highest on record is 512.33).",
-    )
-    age: float | None = Field(
-        default=None,
-        validation_alias=AliasChoices("age", "Age"),
-        gt=0,
-        le=AGE_MAX,
-        allow_inf_nan=False,
-        description=f"Age in years, in (0, {AGE_MAX:g}]; null or absent when unknown (the training median is used).",
-    )
+    pclass: PclassValue = Field(validation_alias=AliasChoices("pclass", "Pclass"))
+    fare: FareValue = Field(default=None, validation_alias=AliasChoices("fare", "Fare"))
+    age: AgeValue = Field(default=None, validation_alias=AliasChoices("age", "Age"))
 
     @model_validator(mode="before")
     @classmethod
     def drop_ignored_kaggle_fields(cls, data: Any) -> Any:
-        """Drop the Kaggle columns that the model does not use."""
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if k not in IGNORED_KAGGLE_FIELDS}
-        return data
-
-    @field_validator("pclass")
-    @classmethod
-    def check_pclass(cls, value: int) -> int:
-        """Pclass must be one of the three classes."""
-        if value not in PCLASS_VALUES:
-            raise ValueError("must be 1, 2 or 3")
-        return value
+        """Drop the Kaggle columns that the model does not use; refuse a field given under both spellings."""
+        if not isinstance(data, dict):
+            return data
+        for name, rule in RULES.items():
+            if name in data and rule.column in data:
+                raise ValueError(f"{name} given twice, as {name!r} and {rule.column!r}: send one of them")
+        return {k: v for k, v in data.items() if k not in IGNORED_KAGGLE_FIELDS}
 
 
 class PassengerBatch(BaseModel):
     """Several passengers, answered in the same order."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     passengers: list[Passenger] = Field(min_length=1, description="At least one passenger; at most MAX_BATCH_SIZE.")
 
@@ -88,10 +91,22 @@ class ServedVersion(BaseModel):
     run_id: str
 
 
+class PredictionRow(BaseModel):
+    """One passenger's answers, one per requested model, and which missing values were filled."""
+
+    batchnorm: ModelPrediction | None = None
+    plain: ModelPrediction | None = None
+    filled: list[Literal["fare", "age"]] | None = Field(
+        default=None,
+        description="Present when the passenger lacked a value: the fields filled with the training values "
+        "(age: the median age; fare: the median fare of the passenger's class).",
+    )
+
+
 class PredictResponse(BaseModel):
     """Predictions in input order; each row holds the answer of every requested model."""
 
-    predictions: list[dict[VariantName, ModelPrediction]]
+    predictions: list[PredictionRow]
     passenger_ids: list[str] | None = Field(default=None, description="Present when the input was CSV.")
     models: dict[VariantName, ServedVersion]
 

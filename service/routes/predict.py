@@ -5,18 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import partial
 from typing import Any, Final
 
+import anyio.to_thread
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from service.deps import registry_of, settings_of, telemetry_of
-from service.errors import ApiError
+from service.errors import MAX_ERRORS_LISTED, ApiError, summary
 from service.negotiation import preferred
 from service.parsing import ParsedPassengers, parse_body, read_body
 from service.registry import Registry
 from service.schemas import ErrorItem, ErrorResponse, PredictResponse
-from survival.features import FloatArray
+from survival.features import FloatArray, filled_fields
+from survival.rules import clip
 from survival.variants import VARIANTS, VariantName
 
 router = APIRouter(tags=["predict"])
@@ -27,10 +29,11 @@ ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
         400: "Malformed JSON or non-UTF-8 CSV.",
-        406: "A CSV answer was asked for input that has no PassengerId.",
+        406: "No acceptable answer type (Accept), or a CSV answer for input without PassengerId.",
         413: "Body or batch over the limit.",
         415: "Content-Type other than application/json or text/csv.",
-        422: "A field out of range, missing or of the wrong type; `errors` names each one.",
+        422: "A field out of range, missing, of the wrong type or unknown, or an unknown query parameter; `errors` "
+        "names each one.",
         503: "Models not loaded.",
     }.items()
 }
@@ -84,27 +87,47 @@ async def predict(request: Request) -> Response:
     # and dependency resolution cost more per request than parsing, both models and the answer.
     registry, settings, telemetry = registry_of(request), settings_of(request), telemetry_of(request)
     model = model_parameter(request)
-    body = await read_body(request, settings.max_body_bytes)
-    parsed = parse_body(body, request.headers.get("content-type"), settings.max_batch_size)
     want_csv = preferred(request.headers.get("accept"), RESPONSE_TYPES) == "text/csv"
-    if want_csv and parsed.passenger_ids is None:
-        raise ApiError(406, "a CSV answer (Accept: text/csv) needs CSV input with a PassengerId column")
+    body = await read_body(request, settings.max_body_bytes)
     names: tuple[VariantName, ...] = (model or "batchnorm",) if want_csv else ((model,) if model else VARIANTS)
-    rows = parsed.raw.shape[0]
-    # Small batches are cheaper inline than a thread hop; big ones go to a thread so the loop stays free.
-    if rows > settings.inline_max_rows:
-        probs = await run_in_threadpool(registry.predict, parsed.raw, names)
+    job = partial(answer, registry, body, request.headers.get("content-type"), names, want_csv, settings.max_batch_size)
+    if len(body) > settings.inline_max_bytes:
+        # All per-row work (parsing, the models, writing the answer) off the event loop, one big body at a time:
+        # a second thread would only compete for the GIL with the loop, which keeps serving small requests.
+        content, rows = await anyio.to_thread.run_sync(job, limiter=request.app.state.batch_limiter)
     else:
-        probs = registry.predict(parsed.raw, names)
+        content, rows = job()
     for name in names:
         telemetry.count_predictions(name, rows)
+    media = "text/csv" if want_csv else "application/json"
+    return Response(content, media_type=media, headers={"Vary": "Accept"})
+
+
+def answer(
+    registry: Registry,
+    body: bytes,
+    content_type: str | None,
+    names: tuple[VariantName, ...],
+    want_csv: bool,
+    max_batch: int,
+) -> tuple[bytes, int]:
+    """Parse, predict and write the answer of one request: (body, rows). Pure CPU work, safe in a worker thread."""
+    parsed = parse_body(body, content_type, max_batch)
+    if want_csv and parsed.passenger_ids is None:
+        raise ApiError(406, "a CSV answer (Accept: text/csv) needs CSV input with a PassengerId column")
+    probs = registry.predict(parsed.raw, names)
     if want_csv:
-        return Response(submission_csv(parsed, probs[names[0]]), media_type="text/csv", headers={"Vary": "Accept"})
-    return Response(json_answer(registry, parsed, probs), media_type="application/json", headers={"Vary": "Accept"})
+        return submission_csv(parsed, probs[names[0]]).encode(), parsed.raw.shape[0]
+    return json_answer(registry, parsed, probs), parsed.raw.shape[0]
 
 
 def model_parameter(request: Request) -> VariantName | None:
     """The `model` query parameter: None, or a served variant's name (else 422 naming the parameter)."""
+    unknown = [key for key in request.query_params if key != "model"][:MAX_ERRORS_LISTED]
+    if unknown:
+        message = "unknown query parameter (accepted: model)"
+        items = [ErrorItem(field=clip(key), message=message) for key in unknown]
+        raise ApiError(422, summary(items), items)
     values = request.query_params.getlist("model")
     if not values:
         return None
@@ -129,7 +152,10 @@ def json_answer(registry: Registry, parsed: ParsedPassengers, probs: dict[Varian
         ]
         for name, column in probs.items()
     ]
-    predictions = ",".join("{" + ",".join(row) + "}" for row in zip(*pieces, strict=True))
+    marks = [""] * parsed.raw.shape[0]
+    for i, fields in filled_fields(parsed.raw).items():
+        marks[i] = ',"filled":' + json.dumps(list(fields), separators=(",", ":"))
+    predictions = ",".join("{" + ",".join(row) + mark + "}" for *row, mark in zip(*pieces, marks, strict=True))
     models = registry.versions_json[tuple(probs)]
     ids = f',"passenger_ids":{json.dumps(parsed.passenger_ids)}' if parsed.passenger_ids is not None else ""
     return f'{{"predictions":[{predictions}],"models":{models}{ids}}}'.encode()

@@ -1,0 +1,129 @@
+"""CSV bodies to passengers: Kaggle's test.csv format, values per survival/rules.py, a column at a time.
+
+The header names Pclass, Fare and Age (any case; PassengerId optional, other columns ignored). Blank lines
+(as a file written with `\\r\\r\\n` line ends has between its rows) are skipped: they neither count towards
+the row limit nor shift the row numbers that errors name. A PassengerId must be safe to write back into a
+submission file (`survival.rules.check_passenger_id`) and unique.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+
+from service.errors import MAX_ERRORS_LISTED, ApiError, summary
+from service.schemas import ErrorItem
+from survival.rules import FIELDS, RULES, FloatArray, RuleError, check_passenger_id, clip, parse_column
+
+ID_COLUMN: Final[str] = "PassengerId"
+# Header names, matched case-insensitively, -> the name errors use (Kaggle's spelling).
+CSV_COLUMNS: Final[dict[str, str]] = {rule.column.lower(): rule.column for rule in RULES.values()}
+RowError = Callable[[int, str | None, str], ErrorItem]
+
+
+def parse_csv(body: bytes, max_batch: int) -> tuple[FloatArray, list[str] | None]:
+    """The raw rows of a CSV body and its PassengerIds (None without that column); 4xx naming each problem."""
+    try:
+        text = body.decode("utf-8-sig")  # spreadsheets write a byte order mark before UTF-8 CSV
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"CSV body is not UTF-8 text (invalid byte at offset {exc.start})") from None
+    # strict: an unterminated quote or text after a closing quote is an error, not silently merged rows.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next((fields for fields in reader if not _blank(fields)), None)
+        if header is None:
+            raise ApiError(422, "CSV body is empty: expected a header with Pclass, Fare, Age")
+        columns = _columns(header)
+        rows: list[list[str]] = []
+        for fields in reader:
+            if _blank(fields):
+                continue
+            if len(rows) == max_batch:
+                raise ApiError(413, f"CSV has more than {max_batch} data rows, the limit")
+            rows.append(fields)
+    except csv.Error as exc:
+        raise ApiError(422, f"CSV is malformed near line {reader.line_num}: {exc}") from None
+    if not rows:
+        raise ApiError(422, "CSV has a header but no data rows")
+    return _check_rows(rows, len(header), columns)
+
+
+def _blank(fields: list[str]) -> bool:
+    return not "".join(fields).strip()
+
+
+def _columns(header: list[str]) -> dict[str, int]:
+    """Positions of the columns we read (lower-case names), refusing a header that repeats or lacks one."""
+    counts = Counter(name.strip().lower() for name in header)
+    wanted = {**CSV_COLUMNS, ID_COLUMN.lower(): ID_COLUMN}
+    # Like a duplicate JSON key: two Pclass columns are ambiguous, so neither is picked silently.
+    repeated = [title for key, title in wanted.items() if counts[key] > 1]
+    if repeated:
+        raise ApiError(
+            422,
+            f"CSV header repeats column(s) {', '.join(repeated)}: which one to use is ambiguous",
+            [ErrorItem(field=name, message="column appears more than once in the header") for name in repeated],
+        )
+    missing = [title for key, title in CSV_COLUMNS.items() if key not in counts]
+    if missing:
+        raise ApiError(
+            422,
+            f"CSV header lacks column(s) {', '.join(missing)}",
+            [ErrorItem(field=m, message="column missing from the header") for m in missing],
+        )
+    return {name.strip().lower(): i for i, name in enumerate(header) if name.strip().lower() in wanted}
+
+
+def _check_rows(rows: list[list[str]], width: int, columns: dict[str, int]) -> tuple[FloatArray, list[str] | None]:
+    errors: list[ErrorItem] = []
+    id_col = columns.get(ID_COLUMN.lower())
+    whole = [i for i, fields in enumerate(rows) if len(fields) == width]
+    ids = None
+    if id_col is not None:  # as errors show them
+        ids = [clip(fields[id_col].strip()) if id_col < len(fields) else "" for fields in rows]
+
+    def error(i: int, field: str | None, message: str) -> ErrorItem:
+        # Rows count data rows from 1, blank lines not included.
+        return ErrorItem(field=field, row=i + 1, passenger_id=(ids[i] or None) if ids else None, message=message)
+
+    if len(whole) < len(rows):
+        ragged = sorted(set(range(len(rows))) - set(whole))[:MAX_ERRORS_LISTED]
+        errors += [error(i, None, f"row has {len(rows[i])} fields, the header has {width}") for i in ragged]
+    if ids is not None and id_col is not None:
+        errors += _id_errors(rows, whole, id_col, error)
+    raw = np.full((len(rows), len(FIELDS)), np.nan)
+    for j, name in enumerate(FIELDS):
+        col = columns[name]
+        values, violations = parse_column(name, [rows[i][col] for i in whole], MAX_ERRORS_LISTED)
+        raw[whole, j] = values
+        errors += [error(whole[v.index], RULES[name].column, v.message) for v in violations]
+    if errors:
+        errors.sort(key=lambda e: e.row or 0)
+        stopped = len(errors) > MAX_ERRORS_LISTED
+        raise ApiError(422, summary(errors, stopped=stopped), errors[:MAX_ERRORS_LISTED])
+    return raw, [rows[i][id_col].strip(" ") for i in range(len(rows))] if id_col is not None else None
+
+
+def _id_errors(rows: list[list[str]], whole: list[int], id_col: int, error: RowError) -> list[ErrorItem]:
+    """A PassengerId that is unsafe in a spreadsheet, or that an earlier row already used."""
+    found: list[ErrorItem] = []
+    first_row: dict[str, int] = {}
+    for i in whole:
+        try:
+            passenger_id = check_passenger_id(rows[i][id_col])
+        except RuleError as exc:
+            found.append(error(i, ID_COLUMN, exc.message))
+        else:
+            if passenger_id in first_row:
+                message = f"appears more than once (first in row {first_row[passenger_id] + 1})"
+                found.append(error(i, ID_COLUMN, message))
+            else:
+                first_row[passenger_id] = i
+        if len(found) >= MAX_ERRORS_LISTED:
+            break
+    return found

@@ -1,0 +1,31 @@
+"""HEAD wherever GET works (RFC 9110 section 9.3.2): the GET answer's status and headers, without its body.
+
+FastAPI registers a `@get` route for GET only, so HEAD would be a 405; this pure ASGI middleware runs the
+GET instead and drops the body, so the headers (Content-Length included) are exactly the GET's.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class HeadAsGetMiddleware:
+    """Answer HEAD as GET, minus the body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass everything through; turn a HEAD into a GET whose body is not sent."""
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
