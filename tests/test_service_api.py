@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHIPPED_CSV_PATH
 from fastapi.testclient import TestClient
 
 from service.config import Settings
