@@ -237,7 +237,7 @@ def test_http_json_and_csv_answer_the_edge_cells_alike(client: TestClient, field
             assert http_outcome(as_json) == (422, field)
 
 
-def test_blank_lines_neither_count_nor_shift_row_numbers(client: TestClient) -> None:
+def test_blank_lines_neither_count_nor_shift_row_numbers(client: TestClient, model_dir: Path) -> None:
     # What Python's csv module writes on Windows without newline='': every row ends in \r\r\n.
     rows = ["PassengerId,Pclass,Fare,Age"] + [f"{900 + i},3,7.25,22" for i in range(5)]
     rows[4] = "903,3,7_25,22"
@@ -246,7 +246,7 @@ def test_blank_lines_neither_count_nor_shift_row_numbers(client: TestClient) -> 
     assert response.status_code == 422
     assert response.json()["errors"][0]["row"] == 4
     assert response.json()["errors"][0]["passenger_id"] == "903"
-    limited = TestClient(create_app(Settings(model_dir=client.app.state.settings.model_dir, max_batch_size=5)))
+    limited = TestClient(create_app(Settings(model_dir=model_dir, max_batch_size=5)))
     with limited:
         rows[4] = "903,3,7.25,22"
         ok = limited.post("/predict", content="\r\r\n".join(rows) + "\r\r\n", headers={"content-type": "text/csv"})

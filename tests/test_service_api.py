@@ -62,7 +62,7 @@ def test_served_bn_a_passenger_alone_equals_the_same_passenger_in_20_random_batc
     # What is served (folded layers behind POST /predict) uses BN's running statistics: an answer cannot
     # depend on the batch around a passenger, its size or its position in it.
     rng = np.random.default_rng(20)
-    target = {"pclass": 2, "fare": 13.0, "age": 30.5}
+    target: dict[str, float | int | None] = {"pclass": 2, "fare": 13.0, "age": 30.5}
     alone = client.post("/predict", json=target).json()
     for _ in range(20):
         size = int(rng.integers(2, 700))
