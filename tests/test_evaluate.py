@@ -68,7 +68,7 @@ def test_cli_evaluate_bad_data_or_models_exit_1_with_one_line(
     bad.write_text("Survived,Pclass,Fare,Age\n1,1,7.25,\n0,4,7.25,30\n")
     assert main(["evaluate", "--data", str(bad), "--models", str(model_dir)]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"error: {bad}: column Pclass, row 2: 4 is not one of 1, 2, 3"
+        f"error: {bad}: column Pclass, row 2: must be 1, 2 or 3 (got '4')"
     ]
     missing = tmp_path / "nothing"
     assert main(["evaluate", "--data", str(SHIPPED_CSV_PATH), "--models", str(missing)]) == 1

@@ -325,7 +325,7 @@ def test_cli_study_bad_data_exits_1_with_one_line(tmp_path: Path, capsys: pytest
     bad.write_text(SHIPPED_CSV_PATH.read_text() + "1,5,Late Row,male,30,0,0,7.25,S\n")
     assert main(["study", "--seeds", "2", "--epochs", "1", "--quiet", "--data", str(bad), "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"error: {bad}: column Pclass, row 892: 5 is not one of 1, 2, 3",
+        f"error: {bad}: column Pclass, row 892: must be 1, 2 or 3 (got '5')",
     ]
     assert not (tmp_path / STUDY_FILE).exists()
 

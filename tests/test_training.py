@@ -157,7 +157,7 @@ def test_cli_bad_data_exits_1_with_one_line_and_keeps_previous_checkpoints(tmp_p
     done = run_cli("--epochs", "1", "--out", str(out), "--data", str(bad))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"error: {bad}: column Pclass, row 892: 5 is not one of 1, 2, 3",
+        f"error: {bad}: column Pclass, row 892: must be 1, 2 or 3 (got '5')",
     ]
     assert os.readlink(out / CURRENT_LINK) == run_id
     assert load_pair(out)["batchnorm"].metadata.run_id == run_id.rsplit("/", 1)[-1]
