@@ -11,19 +11,17 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Callable
 from typing import Final
 
 import numpy as np
 
 from service.errors import MAX_ERRORS_LISTED, ApiError, summary
 from service.schemas import ErrorItem
-from survival.rules import FIELDS, RULES, FloatArray, RuleError, check_passenger_id, clip, parse_column
+from survival.rules import FIELDS, RULES, FloatArray, check_passenger_ids, clip, parse_column
 
 ID_COLUMN: Final[str] = "PassengerId"
 # Header names, matched case-insensitively, -> the name errors use (Kaggle's spelling).
 CSV_COLUMNS: Final[dict[str, str]] = {rule.column.lower(): rule.column for rule in RULES.values()}
-RowError = Callable[[int, str | None, str], ErrorItem]
 
 
 def parse_csv(body: bytes, max_batch: int) -> tuple[FloatArray, list[str] | None]:
@@ -35,26 +33,19 @@ def parse_csv(body: bytes, max_batch: int) -> tuple[FloatArray, list[str] | None
     # strict: an unterminated quote or text after a closing quote is an error, not silently merged rows.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = next((fields for fields in reader if not _blank(fields)), None)
+        # A blank line is a row without a non-empty cell (`any` runs in C: no Python call per row).
+        header = next((fields for fields in reader if any(fields)), None)
         if header is None:
             raise ApiError(422, "CSV body is empty: expected a header with Pclass, Fare, Age")
         columns = _columns(header)
-        rows: list[list[str]] = []
-        for fields in reader:
-            if _blank(fields):
-                continue
-            if len(rows) == max_batch:
-                raise ApiError(413, f"CSV has more than {max_batch} data rows, the limit")
-            rows.append(fields)
+        rows = [fields for fields in reader if any(fields)]
     except csv.Error as exc:
         raise ApiError(422, f"CSV is malformed near line {reader.line_num}: {exc}") from None
+    if len(rows) > max_batch:
+        raise ApiError(413, f"CSV has more than {max_batch} data rows, the limit")
     if not rows:
         raise ApiError(422, "CSV has a header but no data rows")
     return _check_rows(rows, len(header), columns)
-
-
-def _blank(fields: list[str]) -> bool:
-    return not "".join(fields).strip()
 
 
 def _columns(header: list[str]) -> dict[str, int]:
@@ -82,20 +73,23 @@ def _columns(header: list[str]) -> dict[str, int]:
 def _check_rows(rows: list[list[str]], width: int, columns: dict[str, int]) -> tuple[FloatArray, list[str] | None]:
     errors: list[ErrorItem] = []
     id_col = columns.get(ID_COLUMN.lower())
-    whole = [i for i, fields in enumerate(rows) if len(fields) == width]
-    ids = None
-    if id_col is not None:  # as errors show them
-        ids = [clip(fields[id_col].strip()) if id_col < len(fields) else "" for fields in rows]
+    # Every per-row step below is a comprehension or a C-level map: no Python function call per row.
+    whole: list[int] | range = range(len(rows))
+    if set(map(len, rows)) != {width}:
+        whole = [i for i, fields in enumerate(rows) if len(fields) == width]
 
     def error(i: int, field: str | None, message: str) -> ErrorItem:
-        # Rows count data rows from 1, blank lines not included.
-        return ErrorItem(field=field, row=i + 1, passenger_id=(ids[i] or None) if ids else None, message=message)
+        # Rows count data rows from 1, blank lines not included; the PassengerId as the client wrote it, clipped.
+        shown = clip(rows[i][id_col].strip()) if id_col is not None and id_col < len(rows[i]) else ""
+        return ErrorItem(field=field, row=i + 1, passenger_id=shown or None, message=message)
 
     if len(whole) < len(rows):
         ragged = sorted(set(range(len(rows))) - set(whole))[:MAX_ERRORS_LISTED]
         errors += [error(i, None, f"row has {len(rows[i])} fields, the header has {width}") for i in ragged]
-    if ids is not None and id_col is not None:
-        errors += _id_errors(rows, whole, id_col, error)
+    ids: list[str] | None = None
+    if id_col is not None:
+        ids, violations = check_passenger_ids([rows[i][id_col] for i in whole], MAX_ERRORS_LISTED)
+        errors += [error(whole[v.index], ID_COLUMN, v.message) for v in violations]
     raw = np.full((len(rows), len(FIELDS)), np.nan)
     for j, name in enumerate(FIELDS):
         col = columns[name]
@@ -106,24 +100,4 @@ def _check_rows(rows: list[list[str]], width: int, columns: dict[str, int]) -> t
         errors.sort(key=lambda e: e.row or 0)
         stopped = len(errors) > MAX_ERRORS_LISTED
         raise ApiError(422, summary(errors, stopped=stopped), errors[:MAX_ERRORS_LISTED])
-    return raw, [rows[i][id_col].strip(" ") for i in range(len(rows))] if id_col is not None else None
-
-
-def _id_errors(rows: list[list[str]], whole: list[int], id_col: int, error: RowError) -> list[ErrorItem]:
-    """A PassengerId that is unsafe in a spreadsheet, or that an earlier row already used."""
-    found: list[ErrorItem] = []
-    first_row: dict[str, int] = {}
-    for i in whole:
-        try:
-            passenger_id = check_passenger_id(rows[i][id_col])
-        except RuleError as exc:
-            found.append(error(i, ID_COLUMN, exc.message))
-        else:
-            if passenger_id in first_row:
-                message = f"appears more than once (first in row {first_row[passenger_id] + 1})"
-                found.append(error(i, ID_COLUMN, message))
-            else:
-                first_row[passenger_id] = i
-        if len(found) >= MAX_ERRORS_LISTED:
-            break
-    return found
+    return raw, ids

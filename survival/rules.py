@@ -22,7 +22,8 @@ The API (names are stable):
 - `parse_column(field, cells, limit)` -> (values, violations): a column of text cells, vectorised.
 - `check_array(field, values, limit)` -> (values, violations): a float64 column, NaN meaning missing, vectorised.
 - `check_matrix(raw, limit)` -> (raw, violations): the (n, 3) matrix Pclass, Fare, Age, checked column by column.
-- `check_passenger_id(text) -> str`: a CSV PassengerId, safe to write back into a submission file.
+- `check_passenger_id(text) -> str`, `check_passenger_ids(cells, limit)` -> (ids, violations): a CSV PassengerId
+  (a column of them, each unique), safe to write back into a submission file.
 - `echo(text)`, `clip(text)`: a client's text quoted / cut to ECHO_CHARS characters, for messages.
 Every number returned is a float (NaN for a missing optional value; -0 becomes 0). The single-value functions
 raise `RuleError(field, message)`; the vectorised ones return at most `limit` `Violation(index, field, message)`
@@ -315,3 +316,27 @@ def check_passenger_id(text: str) -> str:
         got = MISSING_PHRASE if not cell else f"got {echo(cell)}"
         raise RuleError("PassengerId", f"{PASSENGER_ID_RULE} ({got})")
     return cell
+
+
+def check_passenger_ids(cells: Sequence[str], limit: int) -> tuple[list[str], list[Violation]]:
+    """A PassengerId column: the ids (stripped) and at most `limit` violations, an unsafe or a repeated id each."""
+    if all(map(_PASSENGER_ID.fullmatch, cells)) and len(set(cells)) == len(cells):
+        return list(cells), []  # the common case, at C speed
+    ids: list[str] = []
+    violations: list[Violation] = []
+    first: dict[str, int] = {}
+    for i, cell in enumerate(cells):
+        try:
+            ids.append(check_passenger_id(cell))
+        except RuleError as exc:
+            ids.append("")
+            violations.append(Violation(i, "PassengerId", exc.message))
+        else:
+            if ids[-1] in first:
+                violations.append(
+                    Violation(i, "PassengerId", f"appears more than once (first in row {first[ids[-1]] + 1})")
+                )
+            first.setdefault(ids[-1], i)
+        if len(violations) >= limit:
+            break
+    return ids, violations
