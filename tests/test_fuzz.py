@@ -161,6 +161,7 @@ def test_fuzz_operation(schema: Any, plan: Plan) -> None:
     # The cases reached the service's validation, not only its front door: valid data was answered and, where
     # the plan sends invalid or hostile data, refused field by field.
     if plan.path == "/predict":
-        assert 200 in statuses
+        if plan.mode == POSITIVE:
+            assert 200 in statuses
         if plan.mode == NEGATIVE or plan.bodies != "schema":
             assert 422 in statuses
