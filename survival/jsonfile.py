@@ -3,25 +3,49 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# Far above any checkpoint metadata or study file this project writes (a 1000-epoch study is under 1 MiB).
+MAX_JSON_BYTES: Final[int] = 16 * 1024 * 1024
 
 
 class JsonFileError(ValueError):
     """The file is not valid JSON or does not fit the model; the message says why, without the path."""
 
 
+def _refuse_constant(name: str) -> NoReturn:
+    # Python's json accepts NaN and Infinity, which no JSON reader downstream (a browser, JSONResponse) does.
+    raise JsonFileError(f"not valid JSON ({name} is not a JSON number)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e999 parses as infinity: the same problem as a literal Infinity.
+        raise JsonFileError(f"not valid JSON (the number {text[:40]} overflows a float)")
+    return value
+
+
 def read_json_model(path: Path, model: type[ModelT]) -> ModelT:
     """Parse and validate `path` as `model`; OSError (e.g. FileNotFoundError) passes through for the caller."""
-    raw = path.read_bytes()
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise JsonFileError(f"larger than {MAX_JSON_BYTES // (1024 * 1024)} MiB; not a file this project writes")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise JsonFileError(f"not valid JSON ({exc})") from None
+        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except JsonFileError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
+        raise JsonFileError(f"not valid JSON ({str(exc)[:200]})") from None
+    except RecursionError:
+        raise JsonFileError("not valid JSON (nested too deeply)") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,6 +1,9 @@
 """The multi-seed study's results file: its schema and a loader (written by `python -m training study`).
 
-Schema only, so the service can show the results without importing the trainer.
+Schema only, so the service can show the results without importing the trainer. An arm is a variant on one
+input scaling ("batchnorm/raw", "plain/standardized"); every statistic is over the study's resamples (one seeded
+stratified hold-out split per seed, or every fold of repeated stratified k-fold), final-epoch unless named
+otherwise.
 """
 
 from __future__ import annotations
@@ -8,24 +11,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from survival.jsonfile import JsonFileError, read_json_model
-from survival.variants import VariantName
+from survival.variants import VARIANTS, VariantName
 
-STUDY_FORMAT_VERSION: Final[int] = 1
+STUDY_FORMAT_VERSION: Final[int] = 2
 # Written next to the checkpoints' `current` link.
 STUDY_FILE: Final[str] = "study.json"
 
-MetricName = Literal["accuracy", "log_loss", "roc_auc", "stability_last50"]
+Scaling = Literal["raw", "standardized"]
+Verdict = Literal["holds", "does not hold", "not shown"]
+
+
+def arm_name(variant: VariantName, scaling: Scaling) -> str:
+    """The key of an arm, e.g. "batchnorm/raw"."""
+    return f"{variant}/{scaling}"
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Stat(_Frozen):
-    """A quantity over the seeds: mean, sample std (ddof=1) and the per-seed values in seed order."""
+    """A quantity over the resamples: mean, sample std (ddof=1) and the per-resample values in order."""
 
     mean: float
     std: float
@@ -33,94 +42,186 @@ class Stat(_Frozen):
 
 
 class StudyData(_Frozen):
-    """The labelled file the study used and the (equal for every seed) split sizes."""
+    """The labelled file the study used and the (equal for every resample) split sizes."""
 
     file_name: str
-    sha256: str
-    n_rows: int = 0
-    n_train: int = 0
-    n_val: int = 0
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    n_rows: int
+    n_train: int
+    n_val: int
+
+
+class StudySettings(_Frozen):
+    """What was trained: the trainer's settings, the seeds, the scalings and the resampling."""
+
+    seeds: list[int] = Field(min_length=2)
+    folds: int | None = Field(description="None: one stratified hold-out split per seed; K: repeated K-fold.")
+    resamples: int = Field(ge=2, description="Models per arm: seeds, or seeds x folds.")
+    epochs: int = Field(ge=1)
+    learning_rate: float
+    batch_size: int
+    optimizer: str
+    hidden: list[int]
+    val_fraction: float
+    scalings: list[Scaling] = Field(min_length=1)
+    loss_threshold: float = Field(description="Training loss that counts as 'trained' for epochs-to-threshold.")
+    device: str
+    dtype: str
+    threads: int
 
 
 class Timings(_Frozen):
-    """Seconds of the study itself and of the learning-rate sweep (None when not run): wall clock, and CPU time
-    of the process (on a shared machine the wall clock also counts other programs' turns)."""
+    """Wall-clock and process CPU seconds of each part that ran (None when not run)."""
 
     study: float
+    study_cpu: float
     sweep: float | None = None
-    study_cpu: float | None = None
-    sweep_cpu: float | None = None
+    regularization: float | None = None
+    ics: float | None = None
 
 
-class VariantSummary(_Frozen):
-    """One variant over the seeds; everything is final-epoch on the validation split unless named otherwise."""
+class EpochPoint(_Frozen):
+    """Validation accuracy and loss after `epoch` epochs (the same runs, read on the way)."""
 
+    epoch: int
+    accuracy: Stat
+    log_loss: Stat
+
+
+class ArmSummary(_Frozen):
+    """One arm over the resamples."""
+
+    variant: VariantName
+    scaling: Scaling
     accuracy: Stat
     log_loss: Stat
     roc_auc: Stat
-    stability_last50: Stat = Field(
-        description="Per seed, the std (ddof=0) of validation accuracy over the last `stability_window` epochs."
+    train_accuracy: Stat = Field(description="Final-epoch accuracy on the training split (eval mode).")
+    gap_accuracy: Stat = Field(description="Train minus validation accuracy (larger: more overfitting).")
+    gap_log_loss: Stat = Field(description="Validation minus train log-loss.")
+    acc_std_last: Stat = Field(description="Std (ddof=0) of validation accuracy over the last `window` epochs.")
+    loss_std_last: Stat = Field(description="Std (ddof=0) of validation loss over the last `window` epochs.")
+    peak_to_final: Stat = Field(
+        description="OPTIMISTIC best-epoch validation accuracy (picked on the validation set) minus the final one."
     )
-    best_epoch_accuracy: Stat = Field(
-        description="OPTIMISTIC: the highest validation accuracy of any epoch, an epoch chosen on the validation "
-        "set itself; shown only to measure how far the final epoch falls back, never as a result."
+    best_epoch_accuracy: Stat = Field(description="OPTIMISTIC: picked on the validation set; never a result.")
+    val_loss_auc: Stat = Field(description="Mean validation loss over all epochs (area under the curve / epochs).")
+    epochs_to_threshold: list[int | None] = Field(
+        description="Per resample, the first epoch whose training loss is below the threshold (None: never)."
     )
-    best_minus_final: Stat = Field(description="best_epoch_accuracy minus the final-epoch accuracy (optimistic).")
+    collapsed: int = Field(description="Runs predicting one class for every validation row (or non-finite).")
+    near_collapsed: int = Field(description="Runs predicting one class for >= 95 % (but not all) of the rows.")
+    accuracy_without_collapsed: Stat | None = Field(description="Accuracy over the runs that did not collapse.")
+    at_epochs: list[EpochPoint]
+    curve_mean: list[float] = Field(description="Validation accuracy per epoch, mean over resamples.")
+    curve_std: list[float]
 
 
-class PairedComparison(_Frozen):
-    """Batchnorm minus plain, seed by seed (same split, initial weights and batch order within a seed)."""
+class Comparison(_Frozen):
+    """Arm `a` minus arm `b` on one metric, resample by resample (paired: same split, init and batch order)."""
 
-    metric: MetricName
-    mean_diff: float = Field(description="Mean over seeds of batchnorm minus plain.")
-    ci95: tuple[float, float]
-    method: str
-    ahead: int = Field(description="Seeds where batchnorm is better (higher, or lower when lower is better).")
+    a: str
+    b: str
+    metric: str
+    higher_is_better: bool
+    mean_diff: float
+    ci95: tuple[float, float] = Field(description="Paired t interval over resamples (ignores their overlap).")
+    ci95_corrected: tuple[float, float] = Field(
+        description="Nadeau-Bengio corrected resampled t interval (accounts for overlapping training sets)."
+    )
+    ahead: int = Field(description="Resamples where `a` is better.")
     tied: int
     behind: int
-    higher_is_better: bool
+
+
+class Baselines(_Frozen):
+    """Models without a network, on the same splits and inputs."""
+
+    majority: Stat = Field(description="Always the training split's majority class.")
+    logistic: dict[Scaling, Stat] = Field(description="scikit-learn LogisticRegression on the same three inputs.")
 
 
 class SweepCell(_Frozen):
-    """One optimizer, learning rate and variant of the sweep, over the same seeds."""
+    """One optimizer, learning rate and arm of the sweep, over the same resamples."""
 
     optimizer: Literal["adam", "sgd"]
     learning_rate: float
     variant: VariantName
-    accuracy: Stat = Field(description="Final-epoch validation accuracy.")
-    collapsed: int = Field(description="Runs that predict a single class for the whole validation split.")
+    scaling: Scaling
+    accuracy: Stat
+    val_loss_auc: Stat | None = Field(description="Over the runs that stayed finite; None when none did.")
+    epochs_to_threshold: list[int | None]
+    collapsed: int
+    near_collapsed: int
+    diverged: int
     runs: int
-    diverged: int = Field(default=0, description="Runs whose outputs became non-finite (also counted as collapsed).")
+
+
+class RegularizationCell(_Frozen):
+    """One regularization setting and arm: final accuracy and the train-validation gap."""
+
+    regularization: Literal["none", "dropout 0.2", "weight decay 1e-3"]
+    variant: VariantName
+    scaling: Scaling
+    accuracy: Stat
+    gap_log_loss: Stat
+
+
+class LayerShift(_Frozen):
+    """Santurkar et al. (2018) measures for one arm, per hidden layer, averaged over epochs."""
+
+    variant: VariantName
+    scaling: Scaling
+    input_shift: list[Stat] = Field(
+        description="Per hidden layer: mean over epochs and units of (|change in the mean| + |change in the std|) "
+        "/ previous std of the layer's inputs on the training set, from one epoch to the next."
+    )
+    gradient_change: Stat = Field(
+        description="Gradient predictiveness: mean over probes of ||grad(w) - grad(w - lr * grad(w))|| / ||grad(w)||."
+    )
+
+
+class Claim(_Frozen):
+    """A claim of the experiment, the measurement that tests it and what it found, on one input scaling."""
+
+    claim: str
+    scaling: Scaling
+    measurement: str
+    result: str
+    verdict: Verdict
 
 
 class StudyReport(_Frozen):
     """Everything `python -m training study` found, with what is needed to reproduce it."""
 
-    format_version: int = STUDY_FORMAT_VERSION
+    format_version: Literal[2] = STUDY_FORMAT_VERSION
     created_at: str
     data: StudyData
-    seeds: list[int]
-    epochs: int
-    learning_rate: float
-    batch_size: int
-    optimizer: str = "adam"
-    hidden: list[int] = Field(default_factory=lambda: [16, 8])
-    device: str
-    dtype: str = "float32"
-    threads: int = 1
+    settings: StudySettings
     timings_s: Timings
-    variants: dict[VariantName, VariantSummary]
-    paired: list[PairedComparison]
-    paired_stability: PairedComparison | None = Field(
-        default=None, description="Stability (lower is steadier), batchnorm minus plain."
-    )
-    stability_window: int = 50
-    baseline_accuracy: Stat | None = Field(
-        default=None, description="Always predicting the training split's majority class, per seed."
-    )
-    sweep: list[SweepCell] | None
+    window: int = Field(description="Epochs of the steadiness measures (the last 50, or all when fewer).")
+    arms: dict[str, ArmSummary]
+    comparisons: list[Comparison]
+    baselines: Baselines
+    sweep: list[SweepCell] | None = None
+    regularization: list[RegularizationCell] | None = None
+    ics: list[LayerShift] | None = None
+    claims: list[Claim]
     verdict: str
     versions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete(self) -> StudyReport:
+        # A study lacking an arm (hand-edited, truncated by a bug) is refused here rather than half-rendered.
+        expected = {arm_name(v, s) for v in VARIANTS for s in self.settings.scalings}
+        if set(self.arms) != expected:
+            raise ValueError(f"arms {sorted(self.arms)} are not the arms of its scalings {sorted(expected)}")
+        for key, arm in self.arms.items():
+            if arm_name(arm.variant, arm.scaling) != key:
+                raise ValueError(f"arm {key!r} holds {arm_name(arm.variant, arm.scaling)!r}")
+            if len(arm.accuracy.values) != self.settings.resamples:
+                raise ValueError(f"arm {key!r} has {len(arm.accuracy.values)} results for {self.settings.resamples}")
+        return self
 
 
 def load_study(path: Path) -> StudyReport | None:

@@ -17,12 +17,17 @@ class StackOptimizer:
     stack keeps the optimizer state itself and calls `torch.optim.adam.adam` or `torch.optim.sgd.sgd` itself.
     """
 
-    def __init__(self, name: OptimizerName, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+    def __init__(
+        self, name: OptimizerName, param: torch.Tensor, grad: torch.Tensor, lr: float, weight_decay: float = 0.0
+    ) -> None:
         self.name = name
         self.param, self.grad = param, grad
         # The settings make_optimizer gives a parameter of this dtype and device (it validates the fused kernel).
         probe = nn.Parameter(torch.zeros(1, dtype=param.dtype, device=param.device))
-        self.group = make_optimizer(name, [probe], lr).param_groups[0]
+        self.group = {**make_optimizer(name, [probe], lr).param_groups[0]}
+        if weight_decay:
+            # The study's weight-decay arm: torch's own L2 term (added to the gradient), same kernel.
+            self.group["weight_decay"] = weight_decay
         self.exp_avg = torch.zeros_like(param)
         self.exp_avg_sq = torch.zeros_like(param)
         # A fused Adam counts steps in a float32 tensor on the parameter's device, as torch.optim.Adam does.
