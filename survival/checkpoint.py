@@ -98,7 +98,7 @@ class ValidationMetrics(BaseModel):
     recall: float
     f1: float
     brier: float
-    confusion_matrix: list[list[int]] = Field(description="[[tn, fp], [fn, tp]] at the threshold.")
+    confusion_matrix: tuple[tuple[int, int], tuple[int, int]] = Field(description="[[tn, fp], [fn, tp]] at threshold.")
 
 
 class Baseline(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final, NoReturn, TypeVar
 
@@ -47,8 +48,33 @@ def read_json_model(path: Path, model: type[ModelT]) -> ModelT:
     except RecursionError:
         raise JsonFileError("not valid JSON (nested too deeply)") from None
     try:
-        return model.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise JsonFileError(f"field {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+    bad = _non_finite(result, ())
+    if bad is not None:
+        # A string such as "NaN" or "1e999" validates as a float field: refused here, for every model alike.
+        raise JsonFileError(f"field {'.'.join(bad) or '(top level)'}: not a finite number")
+    return result
+
+
+def _non_finite(value: object, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The path of the first non-finite float inside a validated value, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    items: Iterable[tuple[object, object]]
+    if isinstance(value, BaseModel):
+        items = ((name, getattr(value, name)) for name in type(value).model_fields)
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None

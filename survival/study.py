@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from survival.jsonfile import JsonFileError, read_json_model
 from survival.variants import VARIANTS, VariantName
 
-STUDY_FORMAT_VERSION: Final[int] = 2
+STUDY_FORMAT_VERSION: Final = 2
 # Written next to the checkpoints' `current` link.
 STUDY_FILE: Final[str] = "study.json"
 
 Scaling = Literal["raw", "standardized"]
 Verdict = Literal["holds", "does not hold", "not shown"]
+Regularization = Literal["none", "dropout 0.2", "weight decay 1e-3"]
 
 
 def arm_name(variant: VariantName, scaling: Scaling) -> str:
@@ -160,7 +161,7 @@ class SweepCell(_Frozen):
 class RegularizationCell(_Frozen):
     """One regularization setting and arm: final accuracy and the train-validation gap."""
 
-    regularization: Literal["none", "dropout 0.2", "weight decay 1e-3"]
+    regularization: Regularization
     variant: VariantName
     scaling: Scaling
     accuracy: Stat

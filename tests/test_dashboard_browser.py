@@ -29,17 +29,28 @@ def free_port() -> int:
         return port
 
 
+# A data file name that would end or confuse the page's embedded JSON if it were pasted in unescaped.
+HOSTILE_NAME = "<!--<script>.csv"
+
+
 @pytest.fixture(scope="module")
-def server_url(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn server (one worker) on loopback serving the session's checkpoints plus a small real study."""
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn server (one worker) on loopback serving a pair and a small real study (every part), both
+    trained on a copy of the data named `HOSTILE_NAME`."""
+    from survival.checkpoint import save_run
     from training.data import load_csv
     from training.loop import TrainConfig
-    from training.study import run_study, write_study
+    from training.run import train_run
+    from training.study import StudyOptions, run_study, write_study
 
+    data_path = tmp_path_factory.mktemp("data") / HOSTILE_NAME
+    shutil.copyfile(SHIPPED_CSV_PATH, data_path)
+    dataset = load_csv(data_path)
     served = tmp_path_factory.mktemp("served") / "models"
-    shutil.copytree(model_dir, served, symlinks=True)
-    study = run_study(load_csv(SHIPPED_CSV_PATH), range(2), TrainConfig(epochs=3), sweep=True)
-    write_study(study, served)
+    result = train_run(dataset, TrainConfig(epochs=3))
+    save_run(served, result.run_id, result.checkpoint_payload())
+    options = StudyOptions(seeds=(0, 1), sweep=True, regularization=True, ics=True)
+    write_study(run_study(dataset, TrainConfig(epochs=3), options), served)
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
     log = log_path.open("wb")
@@ -127,15 +138,32 @@ def test_dashboard_renders_both_models_charts_without_console_errors(server_url:
         assert labels[0].startswith("with BatchNorm:")
         assert labels[1].startswith("without BatchNorm:")
         assert int(labels[0].split(":")[1]) > 0
-    # The study's learning-rate plots: both variants, one point per learning rate, with error bars.
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-study-ready"))
+    # The study's learning-rate plots: the four arms, one point per learning rate, with error bars.
     for canvas_id in ("chart-sweep-adam", "chart-sweep-sgd"):
         canvas = browser.find_element(By.ID, canvas_id)
         assert canvas.get_attribute("data-rendered") == "true"
         points = browser.execute_script(
             "return Chart.getChart(arguments[0]).data.datasets.map(d => d.data.filter(v => v !== null).length)", canvas
         )
-        assert points == [3, 3]
-    assert "Over 2 seeds" in browser.find_element(By.ID, "study").text
+        assert points == [3, 3, 3, 3]
+    # Accuracy per epoch for the four arms, each a mean line and a band (two invisible edges).
+    curves = browser.find_element(By.ID, "chart-study-curves")
+    assert curves.get_attribute("data-rendered") == "true"
+    lengths = browser.execute_script(
+        "return Chart.getChart(arguments[0]).data.datasets.map(d => d.data.length)", curves
+    )
+    assert lengths == [3] * 12
+    assert browser.find_element(By.ID, "chart-study-threshold").get_attribute("data-rendered") == "true"
+    study = browser.find_element(By.ID, "study").text
+    assert "On raw inputs over 2 resamples" in study
+    assert "BN allows higher learning rates" in study
+    # The hostile file name arrived as text: in the study's provenance and inside the parsed JSON.
+    assert HOSTILE_NAME in browser.find_element(By.ID, "study-match").text
+    assert "Matches the served run" in browser.find_element(By.ID, "study-match").text
+    embedded = browser.execute_script("return JSON.parse(document.getElementById('dashboard-data').textContent)")
+    assert embedded["study"]["data"]["file_name"] == HOSTILE_NAME
+    assert embedded["models"]["plain"]["training"]["data_file"] == HOSTILE_NAME
     table = browser.find_element(By.ID, "metrics").text
     assert "with BatchNorm" in table
     assert "without BatchNorm" in table

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from service.config import Settings
 from service.main import create_app
 from survival.features import preprocess
 from survival.torch_checkpoint import load_pair
+from training.data import load_csv
+from training.loop import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -312,42 +313,18 @@ def test_metrics_html_for_browsers(client: TestClient) -> None:
 
 
 def test_metrics_include_the_study_when_present(model_dir: Path, tmp_path: Path) -> None:
+    from training.study import StudyOptions, run_study, write_study
+
     copy = tmp_path / "models"
     shutil.copytree(model_dir, copy, symlinks=True)
-    stat = {"mean": 0.7, "std": 0.02, "values": [0.68, 0.72]}
-    keys = ("accuracy", "log_loss", "roc_auc", "stability_last50", "best_epoch_accuracy", "best_minus_final")
-    summary = dict.fromkeys(keys, stat)
-    study = {
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "data": {"file_name": "titanic.csv", "sha256": "0" * 64},
-        "seeds": [0, 1],
-        "epochs": 200,
-        "learning_rate": 0.001,
-        "batch_size": 32,
-        "device": "cpu",
-        "timings_s": {"study": 1.5, "sweep": None},
-        "variants": {"batchnorm": summary, "plain": summary},
-        "paired": [
-            {
-                "metric": "accuracy",
-                "mean_diff": 0.01,
-                "ci95": [-0.02, 0.04],
-                "method": "paired t",
-                "ahead": 1,
-                "tied": 0,
-                "behind": 1,
-                "higher_is_better": True,
-            }
-        ],
-        "sweep": None,
-        "verdict": "A verdict written from the numbers.",
-    }
+    study = run_study(load_csv(SHIPPED_CSV_PATH), TrainConfig(epochs=2), StudyOptions(seeds=(0, 1)))
     with TestClient(create_app(Settings(model_dir=copy))) as c:
         assert c.get("/metrics").json()["study"] is None
-        (copy / "study.json").write_text(json.dumps(study))
-        assert c.get("/metrics").json()["study"]["paired"][0]["mean_diff"] == 0.01
+        write_study(study, copy)
+        body = c.get("/metrics").json()["study"]
+        assert body["comparisons"][0]["mean_diff"] == study.comparisons[0].mean_diff
         html = c.get("/metrics", headers={"accept": "text/html"}).text
-        assert "A verdict written from the numbers." in html
+        assert study.claims[0].claim in html
         (copy / "study.json").write_text("{not json")
         assert c.get("/metrics").json()["study"] is None
 

@@ -1,14 +1,16 @@
-"""The multi-seed study: the batched path against the single-run trainer, the statistics, the file and the CLI."""
+"""The study: its statistics against scipy or a direct computation, the claims' verdicts on constructed
+numbers, a real (small) study end to end, the file and the CLI."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,31 +18,21 @@ import torch
 from conftest import REPO_DIR, SHIPPED_CSV_PATH
 from scipy import stats as sps
 
-from survival.study import (
-    STUDY_FILE,
-    PairedComparison,
-    StudyData,
-    StudyReport,
-    SweepCell,
-    Timings,
-    VariantSummary,
-    load_study,
-)
-from training.batched import CURVE_NAMES, BatchedNet, BatchedResult, ModelKey, train_batched
+import training.study as study_module
+from survival.study import STUDY_FILE, ArmSummary, EpochPoint, StudyReport, load_study
 from training.cli import main
 from training.data import Dataset, load_csv
-from training.loop import OptimizerName, TrainConfig, train_variant
-from training.study import SWEEP_GRID, prepare_seeds, run_study, sweep_cells, write_study
-from training.study_stats import finding, paired, stat, t_interval, verdict
-
-# Seeds 1 and 4 but not 0..N-1: the stack must map each model to its own seed's split and generator.
-SEEDS = (0, 1, 4)
+from training.loop import TrainConfig
+from training.study import StudyOptions, run_study, write_study
+from training.study_arms import ArmRuns, collapse_counts, epochs_to_threshold, summarise, train_arms
+from training.study_claims import claims, comparisons, verdict
+from training.study_data import make_slots, resample_indices
+from training.study_stats import compare, finding, stat, t_interval
 
 
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
-    """One torch thread, as the CLI uses: at this size a second thread only adds synchronisation (and on a busy
-    machine a lot of it)."""
+    """One torch thread, as the CLI uses."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -53,241 +45,254 @@ def dataset() -> Dataset:
     return load_csv(SHIPPED_CSV_PATH)
 
 
-@pytest.mark.parametrize(
-    ("optimizer", "lr", "epochs", "seeds"),
-    [("adam", 1e-3, 15, SEEDS), ("sgd", 0.1, 4, SEEDS), ("adam", 1e-3, 4, (0,))],
-)
-def test_batched_matches_single_run_trainer_in_float64(
-    dataset: Dataset, optimizer: OptimizerName, lr: float, epochs: int, seeds: tuple[int, ...]
-) -> None:
-    # A single seed is its own case: with one batchnorm model the stacked reshapes become views.
-    config = TrainConfig(epochs=epochs, optimizer=optimizer, learning_rate=lr, dtype=torch.float64)
-    data, _ = prepare_seeds(dataset, seeds, config)
-    # Plain listed first: the stack reorders its models (batchnorm first) and must still find each one.
-    result = train_batched(data, ("plain", "batchnorm"), config)
-    for i, seed in enumerate(seeds):
-        x_train, y_train = data.x_train[i].double(), data.y_train[i].double()
-        x_val, y_val = data.x_val[i].double(), data.y_val[i].double()
-        for variant in ("batchnorm", "plain"):
-            model, curves = train_variant(variant, x_train, y_train, x_val, y_val, replace(config, seed=seed))
-            m = result.index(variant, seed)
-            batched = result.model_curves(m)
-            for name in CURVE_NAMES:
-                expected, actual = np.array(getattr(curves, name)), np.array(getattr(batched, name))
-                assert actual.shape == (epochs,)
-                np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6, err_msg=f"{variant} {seed} {name}")
-            mine, theirs = result.net.to_module(m).state_dict(), model.state_dict()
-            assert mine.keys() == theirs.keys()
-            for key, value in theirs.items():
-                torch.testing.assert_close(mine[key], value, rtol=0, atol=1e-6, msg=f"{variant} {seed} {key}")
-            with torch.no_grad():
-                logits = model(x_val)
-            torch.testing.assert_close(result.val_logits[m], logits, rtol=0, atol=1e-6)
-    # The seeds are really different runs (a stack that trained one seed three times would fail above too).
-    if len(seeds) > 1:
-        assert result.model_curves(result.index("plain", 0)) != result.model_curves(result.index("plain", 4))
+@pytest.fixture(scope="module")
+def small_study(dataset: Dataset) -> StudyReport:
+    """Every part of the study at a reduced size: 3 seeds, 4 epochs, the long run to 6 epochs."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(study_module, "LONG_EPOCHS", 6)
+    try:
+        options = StudyOptions(seeds=(0, 1, 2), sweep=True, regularization=True, long=True, ics=True)
+        return run_study(dataset, TrainConfig(epochs=4), options)
+    finally:
+        patch.undo()
 
 
 def test_stat_is_mean_and_sample_std() -> None:
     values = [0.7, 0.72, 0.69, 0.75]
     s = stat(values)
-    assert s.mean == pytest.approx(np.mean(values))
-    assert s.std == pytest.approx(np.std(values, ddof=1))
+    assert (s.mean, s.std) == pytest.approx((np.mean(values), np.std(values, ddof=1)))
     assert s.values == values
     assert stat([0.5]).std == 0.0
 
 
-def test_t_interval_agrees_with_scipy_one_sample_t_test() -> None:
+def test_t_interval_agrees_with_scipy_and_the_correction_widens_it_by_nadeau_bengio() -> None:
     diffs = [0.011, 0.028, -0.006, 0.034, 0.017, 0.0, 0.022]
-    low, high = t_interval(diffs)
     expected = sps.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
-    assert (low, high) == pytest.approx((expected.low, expected.high))
-    assert low < float(np.mean(diffs)) < high
-    assert t_interval([0.02, 0.02, 0.02]) == pytest.approx((0.02, 0.02))
-    with pytest.raises(ValueError, match="two seeds"):
+    assert t_interval(diffs) == pytest.approx((expected.low, expected.high))
+    # Corrected: variance (1/J + n_test/n_train) s^2 instead of s^2/J, same t quantile, same centre.
+    ratio, j = 179 / 712, len(diffs)
+    low, high = t_interval(diffs, ratio)
+    half = sps.t.ppf(0.975, j - 1) * math.sqrt((1 / j + ratio) * np.var(diffs, ddof=1))
+    assert (low, high) == pytest.approx((np.mean(diffs) - half, np.mean(diffs) + half))
+    assert (high - low) / (expected.high - expected.low) == pytest.approx(math.sqrt(1 + j * ratio))
+    assert t_interval([0.02, 0.02, 0.02], ratio) == pytest.approx((0.02, 0.02))
+    with pytest.raises(ValueError, match="two resamples"):
         t_interval([0.1])
 
 
-def test_paired_counts_and_direction() -> None:
-    bn, plain = [0.70, 0.72, 0.69, 0.71], [0.68, 0.72, 0.70, 0.66]
-    acc = paired("accuracy", bn, plain, higher_is_better=True)
-    assert acc.mean_diff == pytest.approx(np.mean(bn) - np.mean(plain))
+def test_compare_counts_direction_and_verdict_reads_the_corrected_interval() -> None:
+    a, b = [0.70, 0.72, 0.69, 0.71], [0.68, 0.72, 0.70, 0.66]
+    acc = compare("x", "y", "accuracy", a, b, higher_is_better=True, test_train_ratio=0.25)
+    assert acc.mean_diff == pytest.approx(np.mean(a) - np.mean(b))
     assert (acc.ahead, acc.tied, acc.behind) == (2, 1, 1)
-    assert acc.ahead + acc.tied + acc.behind == len(bn)
-    assert acc.ci95[0] <= acc.mean_diff <= acc.ci95[1]
-    # For a loss, lower is better: the same numbers read the other way round.
-    loss = paired("log_loss", bn, plain, higher_is_better=False)
+    loss = compare("x", "y", "log_loss", a, b, higher_is_better=False, test_train_ratio=0.25)
     assert (loss.ahead, loss.tied, loss.behind) == (1, 1, 2)
+    # Ten resamples, each +1 point +- a little: the plain interval excludes zero, the corrected one does not.
+    rng = np.random.default_rng(0)
+    diffs = 0.01 + 0.012 * rng.standard_normal(10)
+    c = compare("x", "y", "accuracy", diffs.tolist(), [0.0] * 10, higher_is_better=True, test_train_ratio=0.25)
+    assert c.ci95[0] > 0 > c.ci95_corrected[0]
+    assert finding(c, corrected=False) == "better"
+    assert finding(c) == "unclear"
+    worse = compare("x", "y", "accuracy", [0.6, 0.61, 0.6], [0.7, 0.7, 0.71], higher_is_better=True,
+                    test_train_ratio=0.25)  # fmt: skip
+    assert finding(worse) == "worse"
     with pytest.raises(ValueError, match="accuracy"):
-        paired("accuracy", bn, plain[:3], higher_is_better=True)
+        compare("x", "y", "accuracy", a, b[:3], higher_is_better=True, test_train_ratio=0.0)
 
 
-def _comparison(low: float, high: float, higher_is_better: bool = True) -> PairedComparison:
-    return PairedComparison(
-        metric="accuracy",
-        mean_diff=(low + high) / 2,
-        ci95=(low, high),
-        method="t",
-        ahead=1,
-        tied=0,
-        behind=1,
-        higher_is_better=higher_is_better,
-    )
-
-
-def test_finding_reads_the_interval() -> None:
-    assert finding(_comparison(0.01, 0.03)) == "better"
-    assert finding(_comparison(-0.03, -0.01)) == "worse"
-    assert finding(_comparison(-0.01, 0.03)) == "unclear"
-    assert finding(_comparison(-0.03, -0.01, higher_is_better=False)) == "better"
-
-
-def test_run_study_report_is_consistent(dataset: Dataset) -> None:
-    config = TrainConfig(epochs=3)
-    report = run_study(dataset, [0, 1, 2], config, sweep=True)
-    assert report.seeds == [0, 1, 2]
-    assert (report.data.n_train, report.data.n_val) == (712, 179)
-    assert report.data.sha256 == dataset.sha256
-    assert report.stability_window == 3
-    for summary in report.variants.values():
-        for s in (summary.accuracy, summary.log_loss, summary.roc_auc, summary.best_minus_final):
-            assert len(s.values) == 3
-        # The best epoch can only be at or above the final one.
-        assert min(summary.best_minus_final.values) >= 0
-    assert [p.metric for p in report.paired] == ["accuracy", "log_loss", "roc_auc"]
-    for p in report.paired:
-        assert p.ahead + p.tied + p.behind == 3
-        assert p.ci95[0] <= p.mean_diff <= p.ci95[1]
-    acc = report.paired[0]
-    bn, plain = report.variants["batchnorm"].accuracy, report.variants["plain"].accuracy
-    assert acc.mean_diff == pytest.approx(bn.mean - plain.mean)
-    assert report.sweep is not None
-    assert len(report.sweep) == 2 * sum(len(rates) for _, rates in SWEEP_GRID)
-    assert all(0 <= c.collapsed <= c.runs == 3 for c in report.sweep)
-    default = {c.variant: c for c in report.sweep if (c.optimizer, c.learning_rate) == ("adam", 1e-3)}
-    assert default["plain"].accuracy.values == pytest.approx(plain.values)
-    assert report.timings_s.sweep is not None
-    assert report.verdict == verdict(report)
-    assert "Higher final accuracy with BN" in report.verdict
-
-
-def test_sweep_cells_count_collapsed_and_diverged_runs() -> None:
-    keys: list[ModelKey] = [("batchnorm", 0), ("batchnorm", 1), ("plain", 0), ("plain", 1)]
-    net = BatchedNet(keys, (16, 8), 3, torch.float32, "cpu")
-    nan = float("nan")
-    logits = {
-        ("batchnorm", 0): [1.0, -1.0, 0.5],  # predicts both classes
-        ("batchnorm", 1): [1.0, 2.0, 0.0],  # always survived (0 counts as survived, as in the trainer)
-        ("plain", 0): [nan, nan, nan],  # diverged
-        ("plain", 1): [-1.0, -2.0, -0.1],  # never survived
-    }
-    curves = torch.zeros(4, 4, 2, dtype=torch.float64)
-    curves[3, :, -1] = 0.6 + 0.01 * torch.arange(4)
-    curves[0, net.keys.index(("plain", 0)), -1] = nan
-    result = BatchedResult(
-        keys=net.keys, curves=curves, val_logits=torch.tensor([logits[k] for k in net.keys]), net=net
-    )
-    cells = {c.variant: c for c in sweep_cells(result, TrainConfig(optimizer="sgd", learning_rate=0.5), [0, 1])}
-    assert (cells["batchnorm"].collapsed, cells["batchnorm"].diverged, cells["batchnorm"].runs) == (1, 0, 2)
-    assert (cells["plain"].collapsed, cells["plain"].diverged) == (2, 1)
-    assert cells["plain"].accuracy.values == pytest.approx([0.62, 0.63])
-    assert (cells["plain"].optimizer, cells["plain"].learning_rate) == ("sgd", 0.5)
-
-
-def _summary(accuracy: list[float]) -> VariantSummary:
-    n = len(accuracy)
-    return VariantSummary(
-        accuracy=stat(accuracy),
-        log_loss=stat([0.6] * n),
-        roc_auc=stat([0.75] * n),
-        stability_last50=stat([0.01] * n),
-        best_epoch_accuracy=stat([a + 0.02 for a in accuracy]),
-        best_minus_final=stat([0.02] * n),
-    )
-
-
-def _report(bn_acc: list[float], plain_acc: list[float], sweep: list[SweepCell] | None = None) -> StudyReport:
-    """A study report with the given final accuracies (other figures equal for both variants)."""
-    n = len(bn_acc)
-    return StudyReport(
-        created_at="2026-01-01T00:00:00+00:00",
-        data=StudyData(file_name="titanic.csv", sha256="0" * 64),
-        seeds=list(range(n)),
-        epochs=200,
-        learning_rate=1e-3,
-        batch_size=32,
-        device="cpu",
-        timings_s=Timings(study=1.0),
-        variants={"batchnorm": _summary(bn_acc), "plain": _summary(plain_acc)},
-        paired=[
-            paired("accuracy", bn_acc, plain_acc, higher_is_better=True),
-            paired("log_loss", [0.6] * n, [0.6] * n, higher_is_better=False),
-            paired("roc_auc", [0.75] * n, [0.75] * n, higher_is_better=True),
-        ],
-        paired_stability=paired("stability_last50", [0.01] * n, [0.01] * n, higher_is_better=False),
-        sweep=sweep,
-        verdict="",
-    )
-
-
-def _cells(optimizer: str, lr: float, bn: list[float], plain: list[float], plain_collapsed: int) -> list[SweepCell]:
-    return [
-        SweepCell.model_validate(
-            {"optimizer": optimizer, "learning_rate": lr, "variant": v, "accuracy": stat(a).model_dump()}
-            | {"collapsed": c, "runs": len(a)}
-        )
-        for v, a, c in (("batchnorm", bn, 0), ("plain", plain, plain_collapsed))
+def test_collapse_and_epochs_to_threshold_on_constructed_runs() -> None:
+    labels = np.zeros(20, dtype=np.int64)
+    logits = [
+        np.linspace(-1, 1, 20),  # both classes
+        np.ones(20),  # one class: collapsed
+        np.r_[np.ones(19), -1.0],  # 19 of 20 (95 %): nearly collapsed
+        np.full(20, np.nan),  # diverged: collapsed
     ]
-
-
-def test_verdict_follows_the_numbers() -> None:
-    better = verdict(_report([0.72, 0.73, 0.71, 0.74], [0.69, 0.70, 0.69, 0.70]))
-    assert "Higher final accuracy with BN held" in better
-    assert "72.5 %" in better
-    assert "not tested" in better
-    unclear = verdict(_report([0.72, 0.68, 0.71, 0.69], [0.69, 0.70, 0.70, 0.70]))
-    assert "Higher final accuracy with BN not shown" in unclear
-    worse = verdict(_report([0.66, 0.67, 0.66, 0.68], [0.69, 0.70, 0.69, 0.70]))
-    assert "Higher final accuracy with BN did not hold" in worse
-    sweep = _cells("adam", 1e-3, [0.7] * 4, [0.7] * 4, 0) + _cells(
-        "adam", 5e-2, [0.71, 0.72, 0.70, 0.71], [0.62, 0.61, 0.63, 0.62], 3
+    runs = ArmRuns("plain", "raw", np.zeros((4, 4, 3)), logits, [labels] * 4, [labels] * 4)
+    collapsed, near, diverged = collapse_counts(runs)
+    assert (collapsed, near, diverged) == (
+        [False, True, False, True],
+        [False, False, True, False],
+        [False, False, False, True],
     )
-    tolerant = verdict(_report([0.7] * 4, [0.7] * 4, sweep))
-    assert "Tolerance of higher learning rates held" in tolerant
-    assert "significantly higher at adam 0.05 and significantly lower at none" in tolerant
-    assert "0 of 4 BN runs and 3 of 4 plain runs collapsed" in tolerant
-    for text in (better, unclear, worse, tolerant):
-        assert "optimistic" in text
+    curves = np.zeros((2, 4, 5))
+    curves[0, 0] = [0.7, 0.65, 0.59, 0.5, 0.4]
+    curves[1, 0] = [0.7, 0.69, 0.68, 0.67, 0.66]
+    assert epochs_to_threshold(curves, 0.6, 5) == [3, None]
+    assert epochs_to_threshold(curves, 0.6, 2) == [None, None]
 
 
-def test_write_study_is_atomic_and_loads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    report = _report([0.7, 0.71], [0.69, 0.7])
-    path = write_study(report, tmp_path / "models")
-    assert path == tmp_path / "models" / STUDY_FILE
-    assert load_study(path) == report
-    newer = report.model_copy(update={"verdict": "newer"})
+def _arm(variant: str, scaling: str, accuracy: list[float]) -> ArmSummary:
+    """An arm whose final accuracies are given and whose other figures are the same for every arm."""
+    n = len(accuracy)
+    same = stat([0.5 + 0.001 * i for i in range(n)])
+    return ArmSummary.model_validate(
+        {
+            "variant": variant,
+            "scaling": scaling,
+            "accuracy": stat(accuracy),
+            **dict.fromkeys(("log_loss", "roc_auc", "train_accuracy", "gap_accuracy", "gap_log_loss"), same),
+            **dict.fromkeys(("acc_std_last", "loss_std_last", "peak_to_final", "best_epoch_accuracy"), same),
+            "val_loss_auc": same,
+            "epochs_to_threshold": [10] * n,
+            "collapsed": 0,
+            "near_collapsed": 0,
+            "accuracy_without_collapsed": stat(accuracy),
+            "at_epochs": [EpochPoint(epoch=200, accuracy=stat(accuracy), log_loss=same)],
+            "curve_mean": [0.7],
+            "curve_std": [0.0],
+        }
+    )
+
+
+def _claims_for(
+    bn_raw: list[float], plain_raw: list[float], bn_std: list[float], plain_std: list[float]
+) -> dict[str, Any]:
+    arms = {
+        "batchnorm/raw": _arm("batchnorm", "raw", bn_raw),
+        "plain/raw": _arm("plain", "raw", plain_raw),
+        "batchnorm/standardized": _arm("batchnorm", "standardized", bn_std),
+        "plain/standardized": _arm("plain", "standardized", plain_std),
+    }
+    comps = comparisons(arms, ("raw", "standardized"), 179 / 712)
+    rows = claims(arms, comps, ("raw", "standardized"), main_epoch=200, ratio=179 / 712, sweep=None,
+                  regularization=None, ics=None)  # fmt: skip
+    return {"rows": {(c.claim, c.scaling): c for c in rows}, "text": verdict(arms, rows, 0.615)}
+
+
+def test_claims_where_bn_is_worse_say_it_does_not_hold() -> None:
+    high, low = [0.74, 0.75, 0.74, 0.76, 0.75], [0.66, 0.67, 0.66, 0.68, 0.66]
+    found = _claims_for(bn_raw=low, plain_raw=high, bn_std=high, plain_std=high)
+    accuracy = found["rows"][("BN gives a higher final validation accuracy", "raw")]
+    assert accuracy.verdict == "does not hold"
+    assert accuracy.result.startswith("-8.")
+    assert "does not hold: BN gives a higher final validation accuracy" in found["text"]
+    # Plain on standardized inputs beats BN on raw ones: BN's gain is not more than scaling gives.
+    assert found["rows"][("BN's gain on raw inputs is more than scaling the inputs gives", "raw")].verdict == (
+        "does not hold"
+    )
+    # Equal arms on standardized inputs: the difference is exactly zero, so nothing is shown.
+    assert found["rows"][("BN gives a higher final validation accuracy", "standardized")].verdict == "not shown"
+    # Parts that were not run are "not shown", and say which flag runs them.
+    sweep = found["rows"][("BN allows higher learning rates", "raw")]
+    assert (sweep.verdict, sweep.result) == ("not shown", "not run (--sweep)")
+
+
+def test_claims_where_bn_is_better_say_it_holds() -> None:
+    high, low = [0.74, 0.75, 0.74, 0.76, 0.75], [0.66, 0.67, 0.66, 0.68, 0.66]
+    found = _claims_for(bn_raw=high, plain_raw=low, bn_std=high, plain_std=low)
+    assert found["rows"][("BN gives a higher final validation accuracy", "raw")].verdict == "holds"
+    assert found["rows"][("BN's gain on raw inputs is more than scaling the inputs gives", "raw")].verdict == "holds"
+    assert (
+        "On raw inputs over 5 resamples, final validation accuracy was 66.6 % ± 0.9 without BN and 74.8 %"
+        in (found["text"])
+    )
+
+
+def test_small_study_has_every_part_and_consistent_numbers(small_study: StudyReport, dataset: Dataset) -> None:
+    s = small_study.settings
+    assert (s.seeds, s.resamples, s.scalings, s.folds) == ([0, 1, 2], 3, ["raw", "standardized"], None)
+    assert small_study.data.sha256 == dataset.sha256
+    assert (small_study.data.n_train, small_study.data.n_val) == (712, 179)
+    assert set(small_study.arms) == {"batchnorm/raw", "plain/raw", "batchnorm/standardized", "plain/standardized"}
+    for arm in small_study.arms.values():
+        assert len(arm.accuracy.values) == 3
+        assert [p.epoch for p in arm.at_epochs] == [4, 6]  # the main epoch and the (reduced) long run's end
+        assert arm.at_epochs[0].accuracy.values == pytest.approx(arm.accuracy.values)
+        assert min(arm.peak_to_final.values) >= 0
+        assert len(arm.curve_mean) == 4
+    # Majority class: the training split's majority (died) on 110 of 179 validation rows for every seed.
+    assert small_study.baselines.majority.values == pytest.approx([110 / 179] * 3)
+    assert set(small_study.baselines.logistic) == {"raw", "standardized"}
+    assert small_study.sweep is not None
+    assert len(small_study.sweep) == 6 * 4
+    assert small_study.regularization is not None
+    assert len(small_study.regularization) == 3 * 4
+    assert small_study.ics is not None
+    assert len(small_study.ics) == 4
+    assert all(len(x.input_shift) == 2 for x in small_study.ics)  # hidden (16, 8): inputs of layers 2 and 3
+    scalings = {c.scaling for c in small_study.claims}
+    assert scalings == {"raw", "standardized"}
+    assert all(c.result != "not run (--sweep)" for c in small_study.claims)
+    t = small_study.timings_s
+    assert None not in (t.sweep, t.regularization, t.ics)
+    assert load_study(write_study(small_study, Path(os.environ.get("TMPDIR", "/tmp")) / f"s{os.getpid()}")) == (
+        small_study
+    )
+
+
+def test_logistic_baseline_equals_scikit_learn_on_the_same_inputs(small_study: StudyReport, dataset: Dataset) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    slots = make_slots(dataset, (0, 1, 2), None, ("standardized",), TrainConfig())
+    direct = []
+    for slot in slots:
+        y_train, y_val = dataset.labels[slot.split.train_idx], dataset.labels[slot.split.val_idx]
+        fit = LogisticRegression(max_iter=5000).fit(slot.split.x_train.double().numpy(), y_train)
+        direct.append(float((fit.predict(slot.split.x_val.double().numpy()) == y_val).mean()))
+    assert small_study.baselines.logistic["standardized"].values == pytest.approx(direct)
+
+
+def test_summaries_match_a_direct_computation_on_the_curves(dataset: Dataset) -> None:
+    config = TrainConfig(epochs=5)
+    slots = make_slots(dataset, (0, 1), None, ("raw",), config)
+    runs = train_arms(dataset, slots, config, main_epoch=5, label="", progress=False)["batchnorm/raw"]
+    arm = summarise(runs, epochs=5, loss_threshold=0.65)
+    val_acc, val_loss = runs.curves[:, 3], runs.curves[:, 2]
+    assert arm.accuracy.values == pytest.approx(val_acc[:, -1].tolist())
+    assert arm.acc_std_last.values == pytest.approx(np.std(val_acc, axis=1).tolist())
+    assert arm.loss_std_last.values == pytest.approx(np.std(val_loss, axis=1).tolist())
+    assert arm.val_loss_auc.values == pytest.approx(np.mean(val_loss, axis=1).tolist())
+    assert arm.peak_to_final.values == pytest.approx((val_acc.max(axis=1) - val_acc[:, -1]).tolist())
+    assert arm.gap_log_loss.values == pytest.approx((val_loss[:, -1] - runs.curves[:, 0, -1]).tolist())
+    assert arm.curve_std == pytest.approx(np.std(val_acc, axis=0, ddof=1).tolist())
+
+
+def test_k_fold_resamples_cover_every_row_once_per_seed_and_train_in_stacks(dataset: Dataset) -> None:
+    resamples = resample_indices(dataset, (0, 1), 3, 0.2)
+    assert len(resamples) == 6
+    for seed in (0, 1):
+        vals = np.concatenate([v for s, _, v in resamples if s == seed])
+        assert sorted(vals.tolist()) == list(range(dataset.n_rows))
+    report = run_study(dataset, TrainConfig(epochs=2), StudyOptions(seeds=(0, 1), folds=3, scalings=("raw",)))
+    assert (report.settings.resamples, report.settings.folds) == (6, 3)
+    acc = next(c for c in report.comparisons if c.metric == "accuracy")
+    # k-fold: the correction uses n_test / n_train = 1 / (k - 1).
+    bn, plain = report.arms["batchnorm/raw"].accuracy.values, report.arms["plain/raw"].accuracy.values
+    diffs = [a - b for a, b in zip(bn, plain, strict=True)]
+    assert acc.ci95_corrected == pytest.approx(t_interval(diffs, 297 / 594))
+
+
+def test_write_study_is_atomic_and_load_refuses_incomplete_or_non_finite_files(
+    small_study: StudyReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_study(small_study, tmp_path)
+    good = json.loads(path.read_text())
 
     def fail(src: str, dst: str) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        write_study(newer, tmp_path / "models")
-    assert load_study(path) == report
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [STUDY_FILE]
-
-
-def test_load_study_absent_is_none_and_invalid_names_the_file(tmp_path: Path) -> None:
-    path = tmp_path / STUDY_FILE
-    assert load_study(path) is None
-    path.write_text("{not json")
-    with pytest.raises(ValueError, match=f"{path}: the study results are not valid JSON"):
-        load_study(path)
-    good = json.loads(_report([0.7, 0.71], [0.69, 0.7]).model_dump_json())
-    del good["verdict"]
-    path.write_text(json.dumps(good))
-    with pytest.raises(ValueError, match=f"{path}: invalid study results: field verdict"):
-        load_study(path)
+        write_study(small_study.model_copy(update={"verdict": "newer"}), tmp_path)
+    monkeypatch.undo()
+    assert load_study(path) == small_study
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STUDY_FILE]
+    missing = json.loads(json.dumps(good))
+    del missing["arms"]["plain/raw"]
+    bad_files = {
+        "missing": (json.dumps(missing), "arms .* are not the arms of its scalings"),
+        "nan": (json.dumps(good).replace('"verdict": "', '"x": NaN, "verdict": "', 1), "NaN is not a JSON number"),
+        "overflow": (json.dumps(good).replace('"study": ', '"study": 1e999, "_": ', 1), "overflows a float"),
+        "deep": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        "old": (json.dumps({**good, "format_version": 1}), "format_version"),
+    }
+    for name, (text, message) in bad_files.items():
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_study(path)
+        assert name
 
 
 def test_cli_study_writes_a_valid_report(tmp_path: Path) -> None:
@@ -295,19 +300,16 @@ def test_cli_study_writes_a_valid_report(tmp_path: Path) -> None:
     args = ["study", "--seeds", "2", "--epochs", "2", "--sweep", "--quiet", "--out", str(out)]
     done = subprocess.run(
         [sys.executable, "-m", "training", *args, "--data", str(SHIPPED_CSV_PATH)],
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+        cwd=REPO_DIR, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = load_study(out / STUDY_FILE)
     assert report is not None
-    assert report.seeds == [0, 1]
-    assert report.epochs == 2
+    assert (report.settings.seeds, report.settings.epochs) == ([0, 1], 2)
     assert report.sweep is not None
+    assert report.regularization is None
     assert report.verdict in " ".join(done.stdout.split())
+    assert "[not shown] BN reduces internal covariate shift (raw): not run (--ics)" in done.stdout
     assert f"wrote {out / STUDY_FILE}" in done.stdout
 
 
@@ -330,31 +332,7 @@ def test_cli_study_bad_data_exits_1_with_one_line(tmp_path: Path, capsys: pytest
     assert not (tmp_path / STUDY_FILE).exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-def test_cli_study_cuda_without_a_gpu_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["study", "--seeds", "2", "--epochs", "1", "--quiet", "--device", "cuda", "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: --device cuda: no CUDA GPU is available to torch on this machine"
-    ]
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
-def test_batched_on_cuda_matches_cpu_in_float64(dataset: Dataset) -> None:
-    config = TrainConfig(epochs=5, dtype=torch.float64)
-    data, _ = prepare_seeds(dataset, SEEDS, config)
-    cpu = train_batched(data, ("batchnorm", "plain"), config)
-    gpu = train_batched(data, ("batchnorm", "plain"), replace(config, device="cuda"))
-    torch.testing.assert_close(gpu.curves, cpu.curves, rtol=0, atol=1e-6)
-    torch.testing.assert_close(gpu.val_logits, cpu.val_logits, rtol=0, atol=1e-6)
-
-
 def test_study_if_missing_skips_a_current_study_and_reruns_when_asked(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from conftest import REPO_DIR, SHIPPED_CSV_PATH
-
     def study(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         args = ["--seeds", "2", "--epochs", "2", "--out", str(tmp_path), "--data", str(SHIPPED_CSV_PATH), "--quiet"]
         return subprocess.run(
@@ -370,6 +348,11 @@ def test_study_if_missing_skips_a_current_study_and_reruns_when_asked(tmp_path: 
     assert again.returncode == 0, again.stderr
     assert "not rerunning" in again.stdout
     assert (tmp_path / "study.json").stat().st_mtime_ns == stamp
+    # Asking for a part the file lacks reruns it.
+    more = study("--if-missing", "--regularization")
+    assert more.returncode == 0, more.stderr
+    assert "not rerunning" not in more.stdout
+    stamp = (tmp_path / "study.json").stat().st_mtime_ns
     forced = study("--if-missing", env={"RETRAIN": "1"})
     assert forced.returncode == 0, forced.stderr
     assert (tmp_path / "study.json").stat().st_mtime_ns != stamp

@@ -278,7 +278,7 @@ def train_batched(
     data: SeedData,
     variants: Sequence[VariantName],
     config: TrainConfig,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int], object] | None = None,
     *,
     dropout: float = 0.0,
     weight_decay: float = 0.0,

@@ -24,6 +24,7 @@ from survival.model import VARIANTS
 from survival.study import (
     STUDY_FILE,
     Baselines,
+    Regularization,
     RegularizationCell,
     Scaling,
     StudyData,
@@ -47,7 +48,7 @@ SWEEP_GRID: Final[tuple[tuple[OptimizerName, tuple[float, ...]], ...]] = (
     ("adam", (1e-3, 1e-2, 5e-2)),
     ("sgd", (0.01, 0.1, 0.5)),
 )
-REGULARIZATION: Final[dict[str, tuple[float, float]]] = {
+REGULARIZATION: Final[dict[Regularization, tuple[float, float]]] = {
     "dropout 0.2": (0.2, 0.0),
     "weight decay 1e-3": (0.0, 1e-3),
 }
@@ -189,7 +190,7 @@ def _regularization(
     timings: dict[str, float],
 ) -> list[RegularizationCell]:
     start = time.perf_counter()
-    settings: dict[str, dict[str, ArmRuns]] = {"none": plain_runs}
+    settings: dict[Regularization, dict[str, ArmRuns]] = {"none": plain_runs}
     for name, (dropout, weight_decay) in REGULARIZATION.items():
         settings[name] = train_arms(dataset, slots, config, main_epoch=config.epochs, label=name,
                                     progress=options.progress, dropout=dropout, weight_decay=weight_decay)  # fmt: skip
@@ -201,7 +202,7 @@ def _regularization(
                                     loss_threshold=options.loss_threshold)  # fmt: skip
                 cells.append(
                     RegularizationCell(
-                        regularization=name,  # type: ignore[arg-type]
+                        regularization=name,
                         variant=variant,
                         scaling=scaling,
                         accuracy=summary.accuracy,

@@ -125,14 +125,17 @@ def sweep_claim(cells: Sequence[SweepCell], scaling: Scaling, ratio: float) -> C
     )
     mine = [c for c in cells if c.scaling == scaling]
     by = {(c.optimizer, c.learning_rate, c.variant): c for c in mine}
-    better, worse, collapsed, runs = [], [], {"batchnorm": 0, "plain": 0}, 0
+    better: list[str] = []
+    worse: list[str] = []
+    collapsed, runs = {"batchnorm": 0, "plain": 0}, 0
     for optimizer in sorted({c.optimizer for c in mine}):
         for lr in sorted({c.learning_rate for c in mine if c.optimizer == optimizer})[1:]:
             bn, plain = by[(optimizer, lr, "batchnorm")], by[(optimizer, lr, "plain")]
             c = compare("bn", "plain", "accuracy", bn.accuracy.values, plain.accuracy.values, higher_is_better=True,
                         test_train_ratio=ratio)  # fmt: skip
             found = finding(c)
-            (better if found == "better" else worse if found == "worse" else []).append(f"{optimizer} {lr:g}")
+            if found != "unclear":
+                (better if found == "better" else worse).append(f"{optimizer} {lr:g}")
             collapsed["batchnorm"] += bn.collapsed
             collapsed["plain"] += plain.collapsed
             runs += plain.runs

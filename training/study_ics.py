@@ -20,8 +20,8 @@ from typing import Final
 
 import torch
 
-from survival.model import VARIANTS
-from survival.study import LayerShift
+from survival.model import VARIANTS, VariantName
+from survival.study import LayerShift, Scaling
 from training.batched import BatchedNet, train_batched
 from training.data import Dataset
 from training.loop import TrainConfig
@@ -73,7 +73,7 @@ class ShiftProbe:
 
 def measure_shift(dataset: Dataset, slots: Sequence[Slot], config: TrainConfig) -> list[LayerShift]:
     """Both measures for every arm (the default training, with the probe attached), one value per resample."""
-    per_arm: dict[tuple[str, str], dict[int, tuple[list[float], float]]] = {}
+    per_arm: dict[tuple[VariantName, Scaling], dict[int, tuple[list[float], float]]] = {}
     for group, data in stacks(slots):
         probe = ShiftProbe()
         result = train_batched(data, VARIANTS, config, probe=probe)
@@ -93,8 +93,8 @@ def measure_shift(dataset: Dataset, slots: Sequence[Slot], config: TrainConfig) 
         n_layers = len(rows[0][0])
         out.append(
             LayerShift(
-                variant=variant,  # type: ignore[arg-type]
-                scaling=scaling,  # type: ignore[arg-type]
+                variant=variant,
+                scaling=scaling,
                 input_shift=[stat([r[0][layer] for r in rows]) for layer in range(n_layers)],
                 gradient_change=stat([r[1] for r in rows]),
             )

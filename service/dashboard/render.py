@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from html import escape
 
+from service.dashboard.study_section import study_section
 from service.schemas import MetricsReport
-from survival.study import StudyReport
 
 LABELS = {"batchnorm": "with BatchNorm", "plain": "without BatchNorm"}
 CSS_CLASS = {"batchnorm": "bn", "plain": "plain"}
@@ -63,74 +63,20 @@ def _settings(report: MetricsReport) -> str:
     return f'<div class="scroll"><table><tbody>{rows}</tbody></table></div>'
 
 
-def _stat(stat_mean: float, stat_std: float) -> str:
-    return f"{stat_mean:.3f} ± {stat_std:.3f}"
+def embed_json(data: object) -> str:
+    """JSON that is safe inside a <script> element: no string can end it or open a comment or a nested script.
 
-
-def _study(study: StudyReport | None) -> str:
-    if study is None:
-        return (
-            '<section id="study"><h2>Multi-seed study</h2><p class="note">Not run yet: '
-            "<code>python -m training study --sweep</code> writes it next to the checkpoints.</p></section>"
-        )
-    var_rows = []
-    for key, label in (
-        ("accuracy", "Final validation accuracy"),
-        ("log_loss", "Final validation log-loss"),
-        ("roc_auc", "Final validation ROC AUC"),
-        ("stability_last50", "Std of validation accuracy, last 50 epochs (lower is steadier)"),
-        ("best_epoch_accuracy", "Best-epoch accuracy (optimistic: picked on the validation set)"),
-        ("best_minus_final", "Best-epoch minus final accuracy (optimistic)"),
-    ):
-        cells = "".join(
-            f"<td>{_stat(getattr(study.variants[n], key).mean, getattr(study.variants[n], key).std)}</td>"
-            for n in ("batchnorm", "plain")
-        )
-        var_rows.append(f"<tr><td>{label}</td>{cells}</tr>")
-    paired_rows = "".join(
-        f"<tr><td>{escape(p.metric)}</td><td>{p.mean_diff:+.4f}</td><td>[{p.ci95[0]:+.4f}, {p.ci95[1]:+.4f}]</td>"
-        f"<td>{p.ahead} / {p.tied} / {p.behind}</td><td>{escape(p.method)}</td></tr>"
-        for p in study.paired
-    )
-    sweep = ""
-    if study.sweep:
-        sweep = (
-            '<h3>Learning-rate sweep</h3><div class="grid">'
-            '<div class="chart"><canvas id="chart-sweep-adam" aria-label="accuracy vs Adam lr"></canvas></div>'
-            '<div class="chart"><canvas id="chart-sweep-sgd" aria-label="accuracy vs SGD lr"></canvas></div>'
-            "</div>"
-        )
-        collapsed = "".join(
-            f"<tr><td>{escape(c.optimizer)}</td><td>{c.learning_rate:g}</td>"
-            f'<td class="{CSS_CLASS.get(c.variant, "")}">{escape(c.variant)}</td>'
-            f"<td>{_stat(c.accuracy.mean, c.accuracy.std)}</td><td>{c.collapsed} / {c.runs}</td></tr>"
-            for c in study.sweep
-        )
-        sweep += (
-            '<div class="scroll"><table><thead><tr><th>optimizer</th><th>lr</th><th>model</th>'
-            "<th>accuracy mean ± std</th><th>collapsed to one class</th></tr></thead>"
-            f"<tbody>{collapsed}</tbody></table></div>"
-        )
-    seeds = f"{len(study.seeds)} seeds ({study.seeds[0]}..{study.seeds[-1]})" if study.seeds else "no seeds"
-    return f"""<section id="study"><h2>Multi-seed study: does BN really help?</h2>
-<p class="verdict">{escape(study.verdict)}</p>
-<p class="note">{seeds}, {study.epochs} epochs, lr {study.learning_rate:g}, batch {study.batch_size}; each seed
-has its own split, initial weights and batch order, shared by its two variants. Study time
-{study.timings_s.study:.1f} s on {escape(study.device)}.</p>
-<div class="scroll"><table><thead><tr><th>Per variant (mean ± std over seeds)</th><th class="bn">with BatchNorm</th>
-<th class="plain">without BatchNorm</th></tr></thead><tbody>{"".join(var_rows)}</tbody></table></div>
-<h3>Paired difference, BatchNorm minus plain</h3>
-<div class="scroll"><table><thead><tr><th>metric</th><th>mean difference</th><th>95 % CI</th>
-<th>seeds BN ahead / tied / behind</th><th>method</th></tr></thead><tbody>{paired_rows}</tbody></table></div>
-{sweep}</section>"""
+    Every <, > and & is written as its \\u escape (valid JSON, the same value once parsed), so "</script>",
+    "<!--" and "<script" cannot appear in the element's text whatever the data's strings hold.
+    """
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def render_dashboard(report: MetricsReport) -> str:
     """The whole dashboard page."""
     first = next(iter(report.models.values())).training
-    data = report.model_dump(mode="json")
-    # "</" inside a <script> element would end it early; JSON allows the escaped form.
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    payload = embed_json(report.model_dump(mode="json"))
     charts = "".join(
         f'<div><h3>{title}</h3><div class="chart"><canvas id="{cid}" aria-label="{title}"></canvas></div></div>'
         for cid, title in (
@@ -159,11 +105,12 @@ accuracy by about &plusmn;3 points. The study below measures that spread.</p></s
 <section id="curves"><h2>Training curves (evaluated in eval mode after each epoch)</h2>
 <div class="grid">{charts}</div></section>
 <section id="confusion"><h2>Confusion matrices (threshold 0.5)</h2>{_confusion(report)}</section>
-{_study(report.study)}
+{study_section(report.study, first)}
 <section id="settings"><h2>Training settings</h2>{_settings(report)}</section>
 </main>
 <script type="application/json" id="dashboard-data">{payload}</script>
 <script src="/static/chart.umd.min.js"></script>
 <script src="/static/dashboard.js"></script>
+<script src="/static/study.js"></script>
 </body></html>
 """
