@@ -37,7 +37,7 @@ HOSTILE_NAME = "<!--<script>.csv"
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real uvicorn server (one worker) on loopback serving a pair and a small real study (every part), both
     trained on a copy of the data named `HOSTILE_NAME`."""
-    from survival.checkpoint import save_run
+    from survival.runs import save_run
     from training.data import load_csv
     from training.loop import TrainConfig
     from training.run import train_run

@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from service.config import Settings
 from service.dashboard.render import embed_json
 from service.main import create_app
-from survival.checkpoint import METADATA_FILE, CheckpointError, load_pair
+from survival.checkpoint import METADATA_FILE, CheckpointError
 from survival.study import STUDY_FILE, StudyReport
+from survival.torch_checkpoint import load_pair
 from training.data import load_csv
 from training.loop import TrainConfig
 from training.study import StudyOptions, run_study, write_study

@@ -7,7 +7,6 @@ import platform
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
