@@ -11,8 +11,12 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from training.data import Dataset
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_DIR.parent / "shared"
@@ -105,3 +109,22 @@ def uvicorn_server(model_dir: Path, log_path: Path, ready_timeout_s: float = 60.
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread, as the trainer's CLI uses (a second only adds synchronisation at this model size)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def dataset() -> Dataset:
+    """The shipped Titanic CSV, loaded once (never modify)."""
+    from training.data import load_csv
+
+    return load_csv(SHIPPED_CSV_PATH)

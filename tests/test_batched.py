@@ -6,17 +6,15 @@ few epochs; what remains at 1e-9 is the order of floating-point sums (bmm agains
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHIPPED_CSV_PATH
 
 from survival.model import VariantName
 from training.batched import CURVE_NAMES, BatchedNet, train_batched
-from training.data import Dataset, load_csv
+from training.data import Dataset
 from training.loop import OptimizerName, TrainConfig, train_variant
 from training.run import RunResult, prepare_split, train_run
 from training.study_data import make_slots, stacks
@@ -24,19 +22,7 @@ from training.study_data import make_slots, stacks
 TOLERANCE = 1e-9
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as the CLI uses."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def dataset() -> Dataset:
-    """The shipped Titanic CSV, loaded once."""
-    return load_csv(SHIPPED_CSV_PATH)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _assert_same_run(result: RunResult, name: VariantName, curves: object, model: torch.nn.Module, where: str) -> None:

@@ -8,20 +8,18 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from conftest import REPO_DIR, SHIPPED_CSV_PATH
 from scipy import stats as sps
 
 import training.study as study_module
 from survival.study import STUDY_FILE, ArmSummary, EpochPoint, StudyReport, load_study
 from training.cli import main
-from training.data import Dataset, load_csv
+from training.data import Dataset
 from training.loop import TrainConfig
 from training.study import StudyOptions, run_study, write_study
 from training.study_arms import ArmRuns, collapse_counts, epochs_to_threshold, summarise, train_arms
@@ -29,20 +27,7 @@ from training.study_claims import claims, comparisons, verdict
 from training.study_data import make_slots, resample_indices
 from training.study_stats import compare, finding, stat, t_interval
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as the CLI uses."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def dataset() -> Dataset:
-    """The shipped Titanic CSV, loaded once."""
-    return load_csv(SHIPPED_CSV_PATH)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
