@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import signal
 import sys
@@ -51,6 +52,8 @@ def uvicorn_config(settings: Settings, app: str) -> uvicorn.Config:
         timeout_graceful_shutdown=finish_s,
         access_log=False,  # the service writes its own structured line per request
         server_header=False,
+        # uvicorn's httptools protocol plus deadlines and bounds for slow and stalled clients.
+        http="service.guard:GuardedHttpToolsProtocol",
     )
 
 
@@ -67,6 +70,15 @@ def serve(config: uvicorn.Config) -> int:
         server.run()
         return 0 if server.started else 1
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+
+    def forward_at_once(sig: int, frame: FrameType | None) -> None:
+        # uvicorn's supervisor acts on signals every half second; the workers start draining now.
+        supervisor.signal_queue.append(sig)
+        for process in supervisor.processes:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward_at_once)
     supervisor.run()
     # A worker that failed to start (a checkpoint broken after the check above) stopped the supervisor.
     return 1 if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes) else 0

@@ -37,8 +37,7 @@ def install_drain(state: Any, drain_s: float) -> None:
     loop = asyncio.get_running_loop()
 
     def on_sigterm(sig: int, frame: FrameType | None) -> None:
-        if state.draining:  # a second SIGTERM: stop now
-            stop(sig, frame)
+        if state.draining:  # a repeated SIGTERM (a supervisor forwarding it twice) changes nothing
             return
         state.draining = True
         loop.call_soon_threadsafe(loop.call_later, drain_s, stop, sig, None)

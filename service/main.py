@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
+from service.access_log import AccessLog
 from service.apidocs import install_docs
 from service.config import Settings, SettingsError, get_settings
 from service.errors import install_error_handlers
@@ -83,7 +84,8 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     app.state.batch_limiter = anyio.CapacityLimiter(1)  # big request bodies are handled one at a time, off the loop
     app.state.study = metrics.StudyCache(settings.model_dir / STUDY_FILE)
     install_error_handlers(app)
-    app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry)
+    access_log = AccessLog(settings.log_format) if settings.access_log else None
+    app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry, access_log=access_log)
     app.add_middleware(HeadAsGetMiddleware)
     for module in (predict, health, models, metrics):
         app.include_router(module.router)

@@ -22,9 +22,13 @@ from prometheus_client import (
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.access_log import REQUEST_ID_HEADER, AccessLog, request_id
+
 # Sub-millisecond buckets: a single prediction is answered in well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 MULTIPROCESS_ENV: Final[str] = "PROMETHEUS_MULTIPROC_DIR"
+# Set in a request's scope by the server's protocol (service/guard.py) when the body's deadline passed.
+TIMED_OUT: Final[str] = "service.timed_out"
 # The method label takes these values and one more: a client may send any token as a method.
 KNOWN_METHODS: Final[frozenset[str]] = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
@@ -115,31 +119,39 @@ class Telemetry:
 
 
 class TelemetryMiddleware:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware) timing every HTTP request by route template."""
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): each HTTP request timed, counted, logged, given an id."""
 
-    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry, access_log: AccessLog | None) -> None:
         self.app = app
         self.telemetry = telemetry
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Time the request and count it by its route template (not the raw path: bounded label values)."""
+        """Time the request, count it by its route template (not the raw path: bounded label values), log it."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
         status = 500
+        rid = request_id(scope)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, rid.encode())]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            method = method_label(scope["method"])
-            self.telemetry.observe(method, self._route(scope), str(status), time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            if scope.get(TIMED_OUT):
+                status = 408  # the server answered 408 itself and dropped the app's answer
+            method, route = method_label(scope["method"]), self._route(scope)
+            self.telemetry.observe(method, route, str(status), seconds)
+            if self.access_log is not None:
+                self.access_log.write(scope, method, route, status, seconds, rid)
 
     @staticmethod
     def _route(scope: Scope) -> str:

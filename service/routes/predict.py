@@ -11,6 +11,7 @@ from typing import Any, Final
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 
+from service.access_log import note_answer
 from service.deps import registry_of, settings_of, telemetry_of
 from service.errors import MAX_ERRORS_LISTED, ApiError, summary
 from service.negotiation import preferred
@@ -99,6 +100,7 @@ async def predict(request: Request) -> Response:
         content, rows = job()
     for name in names:
         telemetry.count_predictions(name, rows)
+    note_answer(request.scope, rows, names, registry.run_id)
     media = "text/csv" if want_csv else "application/json"
     return Response(content, media_type=media, headers={"Vary": "Accept"})
 
