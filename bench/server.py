@@ -52,12 +52,20 @@ def ready(port: int) -> bool:
 
 
 @contextmanager
-def serving(app: str, model_dir: Path, log_path: Path) -> Iterator[tuple[int, int]]:
-    """Run `uvicorn APP` (one worker, from bench/ and the repo) until the block ends; yields (port, pid) when ready."""
+def serving(app: str, model_dir: Path, log_path: Path, access_log: bool = True) -> Iterator[tuple[int, int]]:
+    """Run `python -m service --app APP` (one worker, the shipped settings; APP from bench/ or the repo) until the
+    block ends; its access log and other output go to `log_path`. Yields (port, pid) when ready."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(BENCH_DIR), "--host", HOST, "--port", str(port)]
-    cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
-    env = {**os.environ, "MODEL_DIR": str(model_dir), "PYTHONPATH": str(REPO_ROOT)}
+    cmd = [sys.executable, "-m", "service", "--app", app]
+    env = {
+        **os.environ,
+        "MODEL_DIR": str(model_dir),
+        "PYTHONPATH": os.pathsep.join((str(BENCH_DIR), str(REPO_ROOT))),
+        "HOST": HOST,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "ACCESS_LOG": "1" if access_log else "0",
+    }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -9,6 +9,7 @@ removes. `uvicorn service.main:app` still works for one worker; this is the prod
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
 import resource
@@ -20,6 +21,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from service.auth import KeyRing
 from service.config import Settings, SettingsError, read_settings
 from service.metrics_dir import metrics_directory
 
@@ -37,6 +39,16 @@ def raise_file_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def uvicorn_config(settings: Settings, app: str) -> uvicorn.Config:
@@ -93,9 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = read_settings()
+        keys = KeyRing.from_settings(settings)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return SETTINGS_FAILURE
+    if not keys.enabled and not is_loopback(settings.host):
+        print(
+            f"warning: no API keys are set and HOST={settings.host} is not a loopback address: anyone who can "
+            "reach the port can call every route (set API_KEYS or API_KEYS_FILE)",
+            file=sys.stderr,
+            flush=True,
+        )
     # Imported only now: torch takes seconds to import, and a bad setting should be reported at once.
     from service.registry import Registry
     from survival.checkpoint import CheckpointError

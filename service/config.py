@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Settings whose values are secrets: an error about them never echoes the value.
@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     # --- logs --------------------------------------------------------------------------------------------------
     access_log: bool = Field(default=True, description="One structured line per request on stdout (0: off).")
     log_format: Literal["json", "text"] = Field(default="json", description="The access log's format.")
+    # --- API keys (service/auth.py) ----------------------------------------------------------------------------
+    api_keys: SecretStr | None = Field(default=None, description="Comma-separated keys for the data routes.")
+    api_keys_file: Path | None = Field(default=None, description="A file of data keys, one per line.")
+    admin_api_keys: SecretStr | None = Field(default=None, description="Comma-separated keys for /admin/ routes.")
+    admin_api_keys_file: Path | None = Field(default=None, description="A file of admin keys, one per line.")
+    metrics_need_key: bool = Field(
+        default=True, description="With keys set, the dashboard and /metrics* need one too (0: they stay open)."
+    )
 
 
 def settings_error_line(exc: ValidationError) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -20,12 +20,13 @@ from threadpoolctl import threadpool_limits
 
 from service.access_log import AccessLog
 from service.apidocs import install_docs
+from service.auth import KeyCheck, KeyRing
 from service.config import Settings, SettingsError, get_settings
 from service.errors import install_error_handlers
 from service.head import HeadAsGetMiddleware
 from service.lifecycle import fail_start, install_drain
 from service.registry import Registry
-from service.routes import health, metrics, models, predict
+from service.routes import admin, health, metrics, models, predict
 from service.schemas import Passenger, PassengerBatch
 from service.telemetry import Telemetry, TelemetryMiddleware
 from service.v2 import routes as v2_routes
@@ -66,6 +67,10 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
         app.state.registry = None
         app.state.telemetry.retire()
 
+    telemetry = Telemetry()
+    keys = KeyRing.from_settings(settings)
+    # With keys configured every route checks them (a dependency, so a refusal is counted under its route).
+    checks = [Depends(KeyCheck(keys, settings.metrics_need_key, telemetry))] if keys.enabled else []
     app = FastAPI(
         title="Titanic survival: BatchNorm vs plain",
         version="1.0.0",
@@ -76,14 +81,17 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
         # Starlette's trailing-slash redirect builds its Location from the client's Host header; no route
         # here ends in a slash, so a path that does is a plain 404 instead of a redirect anywhere.
         redirect_slashes=False,
+        dependencies=checks,
     )
     app.state.settings = settings
     app.state.registry = None
     app.state.draining = False
-    app.state.telemetry = Telemetry()
+    app.state.telemetry = telemetry
     app.state.batch_limiter = anyio.CapacityLimiter(1)  # big request bodies are handled one at a time, off the loop
     app.state.study = metrics.StudyCache(settings.model_dir / STUDY_FILE)
     install_error_handlers(app)
+    if keys.admin:
+        app.include_router(admin.router)  # /admin/... exists only when someone may call it
     access_log = AccessLog(settings.log_format) if settings.access_log else None
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry, access_log=access_log)
     app.add_middleware(HeadAsGetMiddleware)
@@ -117,10 +125,9 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
 def serving_app() -> FastAPI:
     """The app a server imports: a bad setting ends the process with one line, like a bad checkpoint."""
     try:
-        settings = get_settings()
+        return create_app(get_settings(), exit_on_load_error=True)
     except SettingsError as exc:
         fail_start(str(exc))
-    return create_app(settings, exit_on_load_error=True)
 
 
 app = serving_app()

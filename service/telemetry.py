@@ -70,6 +70,9 @@ class Telemetry:
         self.predictions = Counter(
             "predictions_total", "Passengers predicted, by model.", ["model"], registry=self.registry
         )
+        self.auth_failures = Counter(
+            "auth_failures_total", "Requests refused for their API key, by reason.", ["reason"], registry=self.registry
+        )
         self._prediction_children: dict[str, Any] = {}
         self._request_children: dict[tuple[str, str, str], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
@@ -81,6 +84,10 @@ class Telemetry:
             # Over workers: the value the most recent live worker set (a reload changes it).
             multiprocess_mode="livemostrecent",
         )
+
+    def count_auth_failure(self, reason: str) -> None:
+        """Count one request refused for its API key (`reason`: missing, invalid, not_admin)."""
+        self.auth_failures.labels(reason).inc()
 
     def exposition(self) -> bytes:
         """The text format of every metric: this process's, or the sum over all workers in multiprocess mode."""
