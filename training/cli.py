@@ -1,4 +1,4 @@
-"""Command line: `python -m training [train] ...` (default), `study`, `evaluate`."""
+"""Command line: `python -m training [train] ...` (default), `study`, `evaluate`, `export`."""
 
 from __future__ import annotations
 
@@ -280,10 +280,21 @@ def run_evaluate_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def run_export(argv: Sequence[str]) -> int:
+    """Export a run to ONNX; the command needs the optional `export` extra (onnx), the rest of the trainer does not."""
+    try:
+        from training.export import run_export_command
+    except ImportError as exc:
+        print(f"error: the export needs the export extra (pip install -e '.[export]'): {exc}", file=sys.stderr)
+        return 1
+    return run_export_command(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "train": run_train,
     "study": run_study_command,
     "evaluate": run_evaluate_command,
+    "export": run_export,
 }
 
 
