@@ -35,15 +35,21 @@ def export(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def rows_to_check() -> FloatArray:
-    """All 891 training passengers (177 without an age) and, for each class, edge rows with a missing age."""
-    edges = [[p, fare, np.nan] for p in (1, 2, 3) for fare in (0.0, 7.25, 512.3292, 10_000.0)]
+    """All 891 training passengers (177 without an age) and, for each class, edge rows with a missing fare or age."""
+    edges = [[p, fare, np.nan] for p in (1, 2, 3) for fare in (0.0, 7.25, 512.3292, 10_000.0, np.nan)]
+    edges += [[p, np.nan, age] for p in (1, 2, 3) for age in (0.42, 30.0)]
     edges += [[p, 30.0, age] for p in (1, 2, 3) for age in (0.42, 80.0, 120.0)]
     return np.vstack([load_csv(SHIPPED_CSV_PATH).raw, np.array(edges)])
 
 
+def nan_to_none(value: float) -> float | None:
+    """JSON's spelling of a missing value."""
+    return None if np.isnan(value) else value
+
+
 def served(model_dir: Path, raw: FloatArray) -> dict[str, FloatArray]:
     """What POST /predict?model=... answers for these rows."""
-    rows = [{"pclass": int(p), "fare": f, "age": None if np.isnan(a) else a} for p, f, a in raw.tolist()]
+    rows = [{"pclass": int(p), "fare": nan_to_none(f), "age": nan_to_none(a)} for p, f, a in raw.tolist()]
     out = {}
     with TestClient(create_app(Settings(model_dir=model_dir))) as client:
         for model in MODELS:

@@ -1,6 +1,6 @@
 """ONNX export: each variant of a run as one self-contained float64 graph, raw passengers in, probability out.
 
-The graph repeats the served computation exactly: the stored fills for missing values, the stored
+The graph repeats the served computation: the stored fills for a missing Fare or Age, the stored
 standardization, then the folded affine layers (BatchNorm already folded into its Linear, so the graph
 has no BatchNormalization node), ReLU between them, and the sigmoid. A runtime that loads the file needs
 nothing else from this project. Needs the `export` extra (onnx, and onnxruntime to check the result).
@@ -22,7 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from survival.checkpoint import CheckpointError, current_run_dir
-from survival.features import AGE_INDEX, FEATURES, Preprocessing
+from survival.features import AGE_INDEX, FARE_INDEX, FEATURES, FILLED_FIELDS, PCLASS_INDEX, PCLASS_VALUES, Preprocessing
 from survival.served import Layers, load_served_run
 from survival.variants import VariantName
 
@@ -40,17 +40,31 @@ def constant(name: str, values: Any, dtype: Any = np.float64) -> TensorProto:
 
 
 def preprocessing_nodes(prep: Preprocessing) -> tuple[list[onnx.NodeProto], list[TensorProto], str]:
-    """Nodes that turn raw rows into model inputs as survival.features.preprocess does; returns the output's name."""
+    """Nodes that turn raw rows into model inputs as survival.features.preprocess does; returns the output's name.
+
+    A missing (NaN) Fare or Age is replaced by its stored fill: row c - 1 of a (3, 3) table holds Pclass c's
+    median fare and the median age, gathered by each row's Pclass (which the input rules make 1, 2 or 3).
+    """
     width = len(FEATURES)
-    age_column = np.zeros((1, width), dtype=bool)
-    age_column[0, AGE_INDEX] = True
-    fill = np.zeros((1, width))
-    fill[0, AGE_INDEX] = prep.age_fill
-    initializers = [constant("age_column", age_column, bool), constant("age_fill", fill)]
+    fills = np.zeros((len(PCLASS_VALUES), width))
+    fills[:, FARE_INDEX] = prep.fare_fill
+    fills[:, AGE_INDEX] = prep.age_fill
+    fillable = np.zeros((1, width), dtype=bool)
+    fillable[0, list(FILLED_FIELDS)] = True
+    initializers = [
+        constant("fills", fills),
+        constant("fillable", fillable, bool),
+        constant("pclass_column", PCLASS_INDEX, np.int64),
+        constant("first_class", PCLASS_VALUES[0], np.int64),
+    ]
     nodes = [
+        helper.make_node("Gather", [INPUT_NAME, "pclass_column"], ["pclass"], axis=1),
+        helper.make_node("Cast", ["pclass"], ["pclass_int"], to=TensorProto.INT64),
+        helper.make_node("Sub", ["pclass_int", "first_class"], ["fill_row"]),
+        helper.make_node("Gather", ["fills", "fill_row"], ["row_fills"], axis=0),
         helper.make_node("IsNaN", [INPUT_NAME], ["is_nan"]),
-        helper.make_node("And", ["is_nan", "age_column"], ["missing_age"]),
-        helper.make_node("Where", ["missing_age", "age_fill", INPUT_NAME], ["filled"]),
+        helper.make_node("And", ["is_nan", "fillable"], ["missing"]),
+        helper.make_node("Where", ["missing", "row_fills", INPUT_NAME], ["filled"]),
     ]
     if not prep.standardize:
         return nodes, initializers, "filled"
@@ -89,7 +103,7 @@ def build_graph(layers: Layers, prep: Preprocessing, name: VariantName, properti
         inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.DOUBLE, ["N", len(FEATURES)])],
         outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.DOUBLE, ["N"])],
         initializer=initializers,
-        doc_string=f"Columns {', '.join(FEATURES)}; NaN for an unknown Age. Output: survival probability.",
+        doc_string=f"Columns {', '.join(FEATURES)}; NaN for an unknown Fare or Age. Output: survival probability.",
     )
     model = helper.make_model(
         graph,
@@ -169,7 +183,7 @@ def export_parser() -> argparse.ArgumentParser:
         prog="python -m training export",
         description=f"Write {ONNX_FILE} for each variant of a run into the run's directory, with a manifest "
         f"({MANIFEST_FILE}) of their sha256. Input: {INPUT_NAME} (N, 3) float64 ({', '.join(FEATURES)}, NaN for "
-        f"an unknown Age); output: {OUTPUT_NAME} (N,).",
+        f"an unknown Fare or Age); output: {OUTPUT_NAME} (N,).",
     )
     parser.add_argument("run_id", nargs="?", default=None, help="a run under DIR/runs (default: the current run)")
     parser.add_argument("--out", type=Path, default=Path("models"), help="model directory (default: %(default)s)")

@@ -1,21 +1,20 @@
-"""The models' V2 inputs: `features` [N, 3] or the columns Pclass, Fare, Age [N], checked by the input rules."""
+"""The models' V2 inputs: `features` [N, 3] or the columns Pclass, Fare, Age [N], checked by survival/rules.py."""
 
 from __future__ import annotations
 
 from typing import Final
 
 import numpy as np
-from pydantic import ValidationError
 
 from service.errors import MAX_ERRORS_LISTED, ApiError
-from service.schemas import Passenger
 from service.v2.codec import Tensor, bad_request
-from survival.features import AGE_INDEX, AGE_MAX, FARE_MAX, FEATURES, PCLASS_VALUES, FloatArray
+from survival.features import FEATURES, FloatArray
+from survival.rules import RULES, check_matrix
 
 FEATURES_TENSOR: Final[str] = "features"
 COLUMN_TENSORS: Final[tuple[str, ...]] = FEATURES
 USAGE: Final[str] = (
-    f"send one tensor {FEATURES_TENSOR!r} of shape [N, 3] ({', '.join(FEATURES)}; NaN for an unknown Age) "
+    f"send one tensor {FEATURES_TENSOR!r} of shape [N, 3] ({', '.join(FEATURES)}; NaN for an unknown Fare or Age) "
     f"or three tensors {', '.join(FEATURES)} of shape [N]"
 )
 
@@ -40,11 +39,11 @@ def raw_rows(inputs: dict[str, Tensor], max_rows: int) -> FloatArray:
         raise ApiError(422, "inputs: at least one passenger (one row) is needed")
     if rows > max_rows:
         raise ApiError(413, f"inputs: {rows} passengers is over the limit of {max_rows}")
-    problems = rule_problems(raw)
+    checked, problems = rule_problems(raw)
     if problems:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise ApiError(422, f"{problems[0]}{more}")
-    return raw
+    return checked
 
 
 def column_length(tensor: Tensor) -> int:
@@ -54,26 +53,7 @@ def column_length(tensor: Tensor) -> int:
     return tensor.shape[0]
 
 
-def rule_problems(raw: FloatArray) -> list[str]:
-    """The input rules' complaints about raw rows, worded as /predict words them ('row 3: Fare: ...')."""
-    pclass, fare, age = raw[:, 0], raw[:, 1], raw[:, AGE_INDEX]
-    with np.errstate(invalid="ignore"):
-        bad = (
-            ~np.isin(pclass, PCLASS_VALUES)
-            | ~np.isfinite(fare)
-            | (fare < 0)
-            | (fare > FARE_MAX)
-            | (~np.isnan(age) & ~((age > 0) & (age <= AGE_MAX)))
-        )
-    problems: list[str] = []
-    for index in np.flatnonzero(bad)[:MAX_ERRORS_LISTED].tolist():
-        p, f, a = raw[index].tolist()
-        row = {"pclass": int(p) if p.is_integer() else p, "fare": f, "age": None if np.isnan(a) else a}
-        try:
-            Passenger.model_validate(row)
-        except ValidationError as exc:
-            for error in exc.errors():
-                field = FEATURES[("pclass", "fare", "age").index(str(error["loc"][0]))]
-                message = str(error["msg"]).removeprefix("Value error, ")
-                problems.append(f"row {index}: {field}: {message}")
-    return problems
+def rule_problems(raw: FloatArray) -> tuple[FloatArray, list[str]]:
+    """The rows as the input rules read them, and their complaints ('row 3: Fare: ...', rows from 0)."""
+    checked, violations = check_matrix(raw, MAX_ERRORS_LISTED)
+    return checked, [f"row {v.index}: {RULES[v.field].column}: {v.message}" for v in violations]
