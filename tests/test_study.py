@@ -175,7 +175,9 @@ def test_claims_where_bn_is_better_say_it_holds() -> None:
     )
 
 
-def test_small_study_has_every_part_and_consistent_numbers(small_study: StudyReport, dataset: Dataset) -> None:
+def test_small_study_has_every_part_and_consistent_numbers(
+    small_study: StudyReport, dataset: Dataset, tmp_path: Path
+) -> None:
     s = small_study.settings
     assert (s.seeds, s.resamples, s.scalings, s.folds) == ([0, 1, 2], 3, ["raw", "standardized"], None)
     assert small_study.data.sha256 == dataset.sha256
@@ -202,9 +204,7 @@ def test_small_study_has_every_part_and_consistent_numbers(small_study: StudyRep
     assert all(c.result != "not run (--sweep)" for c in small_study.claims)
     t = small_study.timings_s
     assert None not in (t.sweep, t.regularization, t.ics)
-    assert load_study(write_study(small_study, Path(os.environ.get("TMPDIR", "/tmp")) / f"s{os.getpid()}")) == (
-        small_study
-    )
+    assert load_study(write_study(small_study, tmp_path)) == small_study
 
 
 def test_logistic_baseline_equals_scikit_learn_on_the_same_inputs(small_study: StudyReport, dataset: Dataset) -> None:
