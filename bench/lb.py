@@ -186,6 +186,7 @@ def get_status(port: int, path: str) -> int:
 @contextmanager
 def replicas_behind_nginx(count: int, model_dir: Path, work: Path) -> Iterator[tuple[Nginx, list[Replica]]]:
     """`count` ready replicas and nginx in front of them, all stopped when the block ends."""
+    work.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         replicas = [Replica(model_dir, work / f"replica-{i}.log") for i in range(count)]
         for replica in replicas:
