@@ -95,11 +95,14 @@ RUN pip check \
 FROM runtime AS api
 # The service and the package it shares with the trainer; not the trainer (it needs torch).
 COPY --from=api-venv /opt/venv /opt/venv
-ENV WEB_CONCURRENCY=1
+# `python -m service` (the launcher: settings and checkpoints checked before any worker, graceful SIGTERM) on
+# every interface of the container, port 8000; WEB_CONCURRENCY sets its worker processes.
+ENV HOST=0.0.0.0 \
+    PORT=8000 \
+    WEB_CONCURRENCY=1
 USER app
 EXPOSE 8000
 # A cheap probe: one bash process and one HTTP/1.0 request to /ready, not a new Python interpreter per check.
 HEALTHCHECK --interval=2s --timeout=3s --start-period=60s --retries=3 \
     CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8000 && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 && read -r -t 2 _ status _ <&3 && [ \"$status\" = 200 ]"]
-# uvicorn reads WEB_CONCURRENCY (worker processes) itself.
-CMD ["uvicorn", "service.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "service"]

@@ -33,9 +33,9 @@ REQUEST_TIMEOUT_S: Final[float] = 30.0
 PASSENGER: Final[bytes] = b'{"pclass": 3, "fare": 7.25, "age": 22}'
 
 
-def api_command(port: int) -> list[str]:
-    """The API process as it ships, on one loopback port."""
-    return [sys.executable, "-m", "uvicorn", "service.main:app", "--host", HOST, "--port", str(port), "--no-access-log"]
+def api_command() -> list[str]:
+    """The API process as it ships (its settings, the port among them, are environment variables)."""
+    return [sys.executable, "-m", "service"]
 
 
 class Replica:
@@ -55,11 +55,9 @@ class Replica:
 
     def spawn(self) -> None:
         """Start the process."""
-        env = {**os.environ, "MODEL_DIR": str(self.model_dir), "COMPUTE_THREADS": "1"}
+        env = {**os.environ, "MODEL_DIR": str(self.model_dir), "HOST": HOST, "PORT": str(self.port)}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                api_command(self.port), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.proc = subprocess.Popen(api_command(), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
 
     def wait_ready(self) -> None:

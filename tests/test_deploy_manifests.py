@@ -8,7 +8,6 @@ file) are checked against what the service and the trainer really accept and ans
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -29,8 +28,6 @@ KUBE_DIR = REPO_DIR / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.parent for p in KUBE_DIR.glob("overlays/*/kustomization.yaml"))
 KUSTOMIZATIONS = [KUBE_DIR / "base", *OVERLAYS]
 KUBERNETES_VERSION = "1.33"  # the oldest Kubernetes release still maintained upstream when this was written
-# Read by uvicorn itself rather than by Settings.
-SERVER_VARIABLES = {"WEB_CONCURRENCY"}
 Manifest = dict[str, Any]
 
 
@@ -151,7 +148,7 @@ def test_the_models_volume_is_written_by_the_trainer_and_read_only_in_the_api(
 
 
 def test_the_settings_are_the_services_own_and_valid(rendered: dict[str, list[Manifest]]) -> None:
-    """Every variable the manifests and the compose file set is a Settings field (or uvicorn's) with a valid value."""
+    """Every variable the manifests and the compose file set is a Settings field with a valid value."""
     fields = {name.upper() for name in Settings.model_fields}
     base = rendered["base"]
     container = api_pod(base)["containers"][0]
@@ -160,19 +157,22 @@ def test_the_settings_are_the_services_own_and_valid(rendered: dict[str, list[Ma
     environment = {**config, **{e["name"]: e["value"] for e in container.get("env", [])}}
     compose = yaml.safe_load((REPO_DIR / "docker-compose.yml").read_text())["services"]["api"]["environment"]
     for variables in (environment, compose):
-        unknown = set(variables) - fields - SERVER_VARIABLES
+        unknown = set(variables) - fields
         assert not unknown, f"not settings of the service: {sorted(unknown)}"
     # Valid values: Settings itself accepts the manifests' values (compose's are `${VAR:-default}` templates).
-    Settings(**{k.lower(): v for k, v in environment.items() if k not in SERVER_VARIABLES})
+    Settings(**{k.lower(): v for k, v in environment.items()})
 
 
 def test_probes_and_port_are_the_services_routes_and_port(rendered: dict[str, list[Manifest]], model_dir: Path) -> None:
     container = api_pod(rendered["base"])["containers"][0]
     [port] = container["ports"]
     api_stage = dockerfile_stage("api")
+    assert re.search(r'^CMD \["python", "-m", "service"\]$', api_stage, re.MULTILINE), "the image runs the launcher"
+    image_port = re.search(r"\bPORT=(\d+)", api_stage)
+    assert image_port, "the api stage sets no PORT"
+    assert int(image_port.group(1)) == port["containerPort"]
     assert f"EXPOSE {port['containerPort']}" in api_stage
-    command = json.loads(re.search(r"^CMD (\[.*\])$", api_stage, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    assert command[command.index("--port") + 1] == str(port["containerPort"])
+    assert f"/dev/tcp/127.0.0.1/{port['containerPort']}" in api_stage  # the healthcheck probes that port
     probes = {kind: container[f"{kind}Probe"]["httpGet"] for kind in ("startup", "readiness", "liveness")}
     assert {probe["port"] for probe in probes.values()} == {port["name"]}
     assert probes["readiness"]["path"] == "/ready"
@@ -214,3 +214,18 @@ def test_the_kserve_predictor_runs_the_base_container(rendered: dict[str, list[M
         assert predictor[key] == pod[key], key
     # The ConfigMap it names is the one the overlay renders (the generated name with its hash).
     assert container["envFrom"][0]["configMapRef"]["name"] == one(kserve, "ConfigMap")["metadata"]["name"]
+
+
+def test_timeouts_fit_the_services_own(rendered: dict[str, list[Manifest]]) -> None:
+    """nginx drops idle upstream connections before the service does; Kubernetes waits out the whole drain."""
+    settings = Settings()
+    upstream = re.search(
+        r"upstream api \{(.*?)\}", (REPO_DIR / "deploy" / "nginx" / "nginx.conf").read_text(), re.DOTALL
+    )
+    assert upstream, "nginx.conf has no `upstream api` block"
+    idle = re.search(r"^\s*keepalive_timeout (\d+)s;", upstream.group(1), re.MULTILINE)
+    assert idle, "the upstream block sets no keepalive_timeout"
+    assert int(idle.group(1)) < settings.keep_alive_timeout_s
+    pod = api_pod(rendered["base"])
+    pre_stop = int(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + settings.graceful_timeout_s
