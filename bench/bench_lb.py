@@ -89,18 +89,22 @@ def main() -> None:
                 print(f"{count} replica(s) via nginx: ", figures[f"nginx_{count}_replicas"])
                 if count == 3:
                     with Load(nginx.port, threads=8, max_seconds=600) as load:
-                        steps = rolling_restart(replicas)
+                        restarts = rolling_restart(replicas)
                     result = load.result
+                    steps = restarts.steps
+                    during_kill = sum(t >= restarts.kill_started for t in result.failure_times)
                     retried = sum("," in line["upstream_addr"] for line in nginx.access_log())
                     figures["restarts"] = {
                         "requests": result.sent,
                         "failures": len(result.failures),
+                        "failures_after_the_sigkill": during_kill,
                         "requests_per_s": round(result.rate),
                         "retried_by_nginx": retried,
                         "steps": steps,
                     }
                     print("3 replicas via nginx, each restarted (SIGTERM) and one killed (SIGKILL):")
-                    print(f"  {result.sent} requests, {len(result.failures)} failed, {result.rate:.0f}/s,")
+                    print(f"  {result.sent} requests, {len(result.failures)} failed ({during_kill} after the SIGKILL),")
+                    print(f"  {result.rate:.0f}/s; failures: {result.failures[:5]}")
                     print(f"  {retried} passed to another replica by nginx;", *steps, sep="\n  ")
     figures["load_average_after"] = os.getloadavg()
     if args.json:

@@ -205,6 +205,7 @@ class LoadResult:
     sent: int = 0
     ok: int = 0
     failures: list[str] = field(default_factory=list)
+    failure_times: list[float] = field(default_factory=list)  # time.monotonic() of each failure
     seconds: float = 0.0
 
     @property
@@ -272,25 +273,36 @@ class Load:
             with self.lock:
                 if problem:
                     self.result.failures.append(problem)
+                    self.result.failure_times.append(time.monotonic())
                 else:
                     self.result.ok += 1
         conn.close()
 
 
-def rolling_restart(replicas: list[Replica], *, pause_s: float = 1.0) -> list[str]:
+@dataclass
+class Restarts:
+    """What a rolling restart did: one line per step, and when the SIGKILL step began (time.monotonic())."""
+
+    steps: list[str]
+    kill_started: float
+
+
+def rolling_restart(replicas: list[Replica], *, pause_s: float = 1.0) -> Restarts:
     """Restart every replica in turn (SIGTERM, start, ready), then SIGKILL one and start it again.
 
     `pause_s` between steps lets nginx's fail_timeout expire, so that it has tried each restarted replica
-    again before the next one goes down (as a rollout waits for readiness between pods). Returns one line per
-    step: the signal, the replica's exit status and the time until it was ready again.
+    again before the next one goes down (as a rollout waits for readiness between pods).
     """
     steps = []
+    kill_started = 0.0
     plan = [(replica, signal.SIGTERM) for replica in replicas] + [(replicas[len(replicas) // 2], signal.SIGKILL)]
     for replica, sig in plan:
         time.sleep(pause_s)
         started = time.monotonic()
+        if sig == signal.SIGKILL:
+            kill_started = started
         status = replica.stop(sig)
         replica.start()
         steps.append(f"{sig.name} :{replica.port} -> exit {status}, ready again in {time.monotonic() - started:.1f} s")
     time.sleep(pause_s)
-    return steps
+    return Restarts(steps, kill_started)
