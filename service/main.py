@@ -6,6 +6,7 @@ Run with `uvicorn service.main:app`; settings come from environment variables (s
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threadpool_limits(settings.compute_threads, user_api="blas")
+        sys.setswitchinterval(predict.GIL_SWITCH_INTERVAL_S)
         try:
             app.state.registry = Registry.load(settings.model_dir)
         except CheckpointError as exc:
