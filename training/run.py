@@ -18,21 +18,24 @@ from tqdm import tqdm
 from survival.checkpoint import Baseline, Curves, DataInfo, Hyperparameters, ValidationMetrics
 from survival.features import Preprocessing, fit_preprocessing, preprocess
 from survival.model import VARIANTS, SurvivalNet, VariantName
+from survival.reference import REFERENCE_FILE, Reference
 from survival.runs import VariantPayload
 from training.batched import SeedData, train_batched
 from training.data import Dataset, IntArray, stratified_split
 from training.fold import variant_payload
 from training.loop import TrainConfig
 from training.metrics import majority_baseline, validation_metrics
+from training.reference import variant_reference
 
 
 @dataclass(frozen=True)
 class TrainedVariant:
-    """A trained model with its curves and final validation metrics."""
+    """A trained model with its curves, final validation metrics and monitoring reference."""
 
     model: SurvivalNet
     curves: Curves
     metrics: ValidationMetrics
+    reference: Reference
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,9 @@ class RunResult:
                 "baseline": self.baseline,
                 "versions": library_versions(),
             }
-            payload[name] = variant_payload(trained.model, meta, (artifacts or {}).get(name))
+            # The monitoring reference travels in the same atomic write as the weights.
+            extra = {REFERENCE_FILE: trained.reference.model_dump_json().encode(), **(artifacts or {}).get(name, {})}
+            payload[name] = variant_payload(trained.model, meta, extra)
         return payload
 
 
@@ -163,10 +168,12 @@ def train_run(dataset: Dataset, config: TrainConfig, *, progress: bool = False) 
     for name in VARIANTS:
         m = result.index(name, 0)
         probs = torch.sigmoid(result.val_logits[m]).to(torch.float64).numpy()
+        model = result.net.to_module(m)
         variants[name] = TrainedVariant(
-            model=result.net.to_module(m),
+            model=model,
             curves=result.model_curves(m),
             metrics=validation_metrics(val_labels, probs),
+            reference=variant_reference(model, dataset.raw[split.train_idx], split.preprocessing),
         )
     train_labels = dataset.labels[split.train_idx]
     data_info = DataInfo(
