@@ -39,6 +39,16 @@ class Settings(BaseSettings):
         description="Request bodies up to this size are parsed, computed and answered on the event loop; larger "
         "ones in a worker thread, one at a time, so that no big batch holds up the small requests.",
     )
+    monitor: bool = Field(default=True, description="Input monitoring (GET /monitoring); MONITOR=0 turns it off.")
+    monitor_window: int = Field(
+        default=1_000, ge=1, le=1_000_000, description="Served passengers each worker keeps in its window."
+    )
+    monitor_min_window: int = Field(
+        default=100, ge=2, description="Fewer passengers (or known values) than this: the tests say not enough data."
+    )
+    monitor_alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="False-alarm level of the whole drift verdict (Bonferroni inside)."
+    )
     # --- the server (python -m service) -----------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", min_length=1, description="Bind address of `python -m service`.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port of `python -m service` (0: any free one).")

@@ -26,8 +26,10 @@ from service.config import Settings, SettingsError, get_settings
 from service.errors import install_error_handlers
 from service.head import HeadAsGetMiddleware
 from service.lifecycle import fail_start, install_drain
+from service.monitoring import start_monitor
+from service.monitoring.gauges import MonitoringGauges
 from service.registry import Registry
-from service.routes import admin, health, metrics, models, predict
+from service.routes import admin, health, metrics, models, monitoring, predict
 from service.schemas import Passenger, PassengerBatch
 from service.telemetry import Telemetry, TelemetryMiddleware
 from service.v2 import routes as v2_routes
@@ -63,11 +65,13 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
         registry: Registry = app.state.registry
         for name, served in registry.models.items():
             app.state.telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
+        app.state.monitor = start_monitor(settings, registry, app.state.monitor_gauges)
         logger.info("serving run %s from %s", registry.run_id, settings.model_dir)
         install_drain(app.state, min(settings.drain_s, settings.graceful_timeout_s))
         yield
         app.state.registry = None
         app.state.telemetry.retire()
+        app.state.monitor = None
 
     telemetry = Telemetry()
     keys = KeyRing.from_settings(settings)
@@ -90,6 +94,9 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     app.state.draining = False
     app.state.telemetry = telemetry
     app.state.batch_limiter = anyio.CapacityLimiter(1)  # big request bodies are handled one at a time, off the loop
+    app.state.monitor = None
+    # Gauges are registered once per app (a lifespan may run more than once, in tests).
+    app.state.monitor_gauges = MonitoringGauges(app.state.telemetry.registry) if settings.monitor else None
     app.state.study = metrics.StudyCache(settings.model_dir / STUDY_FILE)
     install_error_handlers(app)
     if keys.admin:
@@ -97,7 +104,7 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     access_log = AccessLog(settings.log_format) if settings.access_log else None
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry, access_log=access_log)
     app.add_middleware(HeadAsGetMiddleware)
-    for module in (predict, health, models, metrics):
+    for module in (predict, health, models, metrics, monitoring):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -108,8 +108,10 @@ async def metrics(request: Request, registry: RegistryDep) -> Response:
 
 
 @router.get("/metrics/prometheus", response_class=Response)
-async def prometheus(registry: RegistryDep, telemetry: TelemetryDep) -> Response:
+async def prometheus(request: Request, registry: RegistryDep, telemetry: TelemetryDep) -> Response:
     """Operational metrics in the Prometheus text format."""
     for name, served in registry.models.items():
         telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
+    if request.app.state.monitor is not None:
+        request.app.state.monitor.report()  # sets the monitoring gauges from this worker's window
     return Response(telemetry.exposition(), media_type=EXPOSITION_TYPE)

@@ -99,12 +99,15 @@ async def predict(request: Request) -> Response:
     if len(body) > settings.inline_max_bytes:
         # All per-row work (parsing, the models, writing the answer) off the event loop, one big body at a time:
         # a second thread would only compete for the GIL with the loop, which keeps serving small requests.
-        content, rows = await anyio.to_thread.run_sync(job, limiter=request.app.state.batch_limiter)
+        content, raw = await anyio.to_thread.run_sync(job, limiter=request.app.state.batch_limiter)
     else:
-        content, rows = job()
+        content, raw = job()
     for name in names:
-        telemetry.count_predictions(name, rows)
-    note_answer(request.scope, rows, names, registry.run_id)
+        telemetry.count_predictions(name, raw.shape[0])
+    note_answer(request.scope, raw.shape[0], names, registry.run_id)
+    monitor = request.app.state.monitor
+    if monitor is not None:
+        monitor.observe(raw)  # only requests that passed validation reach this line
     media = "text/csv" if want_csv else "application/json"
     return Response(content, media_type=media, headers={"Vary": "Accept"})
 
@@ -116,15 +119,15 @@ def answer(
     names: tuple[VariantName, ...],
     want_csv: bool,
     max_batch: int,
-) -> tuple[bytes, int]:
-    """Parse, predict and write the answer of one request: (body, rows). Pure CPU work, safe in a worker thread."""
+) -> tuple[bytes, FloatArray]:
+    """Parse, predict and write the answer of one request: (body, raw rows). Pure CPU work, safe in a thread."""
     parsed = parse_body(body, content_type, max_batch)
     if want_csv and parsed.passenger_ids is None:
         raise ApiError(406, "a CSV answer (Accept: text/csv) needs CSV input with a PassengerId column")
     probs = registry.predict(parsed.raw, names)
     if want_csv:
-        return submission_csv(parsed, probs[names[0]]).encode(), parsed.raw.shape[0]
-    return json_answer(registry, parsed, probs), parsed.raw.shape[0]
+        return submission_csv(parsed, probs[names[0]]).encode(), parsed.raw
+    return json_answer(registry, parsed, probs), parsed.raw
 
 
 def model_parameter(request: Request) -> VariantName | None:

@@ -1,0 +1,28 @@
+"""Input monitoring: a window of served passengers tested against the training split (GET /monitoring)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from service.config import Settings
+from service.monitoring.gauges import MonitoringGauges
+from service.registry import Registry
+
+if TYPE_CHECKING:
+    from service.monitoring.monitor import Monitor
+
+
+def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGauges | None) -> Monitor | None:
+    """This worker's monitor, or None with MONITOR=0."""
+    if not settings.monitor:
+        return None
+    # Imported here: scipy (about 30 MB per worker) is loaded only when monitoring is on.
+    from service.monitoring.monitor import Monitor
+
+    return Monitor(
+        registry,
+        capacity=settings.monitor_window,
+        min_size=settings.monitor_min_window,
+        alpha=settings.monitor_alpha,
+        gauges=gauges,
+    )
