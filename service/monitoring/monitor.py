@@ -18,7 +18,14 @@ from pydantic import ValidationError
 
 from service.monitoring.gauges import MonitoringGauges
 from service.monitoring.schemas import FeatureDrift, LayerDrift, MonitoringReport, WindowInfo
-from service.monitoring.stats import Layers, chi2_test, hidden_preactivations, ks_test, layer_test, missing_rate_test
+from service.monitoring.stats import (
+    chi2_test,
+    hidden_preactivations,
+    ks_test,
+    layer_test,
+    missing_rate_test,
+    quantiles,
+)
 from service.monitoring.window import PassengerWindow
 from service.registry import Registry
 from survival.features import FloatArray, Preprocessing, preprocess
@@ -32,6 +39,7 @@ from survival.reference import (
     Reference,
     parse_reference,
 )
+from survival.served import Layers
 
 logger = logging.getLogger("service")
 FEATURE_TESTS = 4  # Pclass, Fare, Age, missing-age rate: the Bonferroni count of the input family
@@ -74,6 +82,8 @@ class MonitoredRun:
     run_id: str
     features: FeatureReference
     models: list[ModelProbe]
+    fare_quantiles: list[float]
+    age_quantiles: list[float]
 
     @property
     def families(self) -> int:
@@ -105,7 +115,13 @@ def monitored_run(registry: Registry) -> MonitoredRun:
         probes = [LayerProbe.of(layer) for layer in reference.layers]
         models.append(ModelProbe(name, served.layers, served.metadata.preprocessing, probes))
     assert features is not None  # a registry always holds both variants
-    return MonitoredRun(run_id=registry.run_id, features=features, models=models)
+    return MonitoredRun(
+        run_id=registry.run_id,
+        features=features,
+        models=models,
+        fare_quantiles=quantiles(np.asarray(features.fare.values)) or [],
+        age_quantiles=quantiles(np.asarray(features.age.values)) or [],
+    )
 
 
 def _time(stamp: float | None) -> datetime | None:
@@ -190,8 +206,8 @@ class Monitor:
         ref, n = run.features, self.min_size
         features = [
             chi2_test(rows[:, PCLASS_INDEX], ref.pclass_counts, per_test, n),
-            ks_test("fare", rows[:, FARE_INDEX], ref.fare, per_test, n),
-            ks_test("age", rows[:, AGE_INDEX], ref.age, per_test, n),
+            ks_test("fare", rows[:, FARE_INDEX], ref.fare, per_test, n, run.fare_quantiles),
+            ks_test("age", rows[:, AGE_INDEX], ref.age, per_test, n, run.age_quantiles),
             missing_rate_test(rows[:, AGE_INDEX], ref.age, per_test, n),
         ]
         activations = []

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from survival.model import VariantName  # TODO(monitor): survival.variants after core lands
+from survival.variants import VariantName
 
 FeatureName = Literal["pclass", "fare", "age", "age_missing"]
 TestName = Literal["chi2_contingency", "ks_2samp", "two_proportion_z"]
