@@ -6,6 +6,7 @@ import json
 from html import escape
 
 from service.dashboard.study_section import study_section
+from service.dashboard.monitoring import MONITORING_SECTION
 from service.schemas import MetricsReport
 
 LABELS = {"batchnorm": "with BatchNorm", "plain": "without BatchNorm"}
@@ -106,11 +107,13 @@ accuracy by about &plusmn;3 points. The study below measures that spread.</p></s
 <div class="grid">{charts}</div></section>
 <section id="confusion"><h2>Confusion matrices (threshold 0.5)</h2>{_confusion(report)}</section>
 {study_section(report.study, first)}
+{MONITORING_SECTION}
 <section id="settings"><h2>Training settings</h2>{_settings(report)}</section>
 </main>
 <script type="application/json" id="dashboard-data">{payload}</script>
 <script src="/static/chart.umd.min.js"></script>
 <script src="/static/dashboard.js"></script>
 <script src="/static/study.js"></script>
+<script src="/static/monitoring.js"></script>
 </body></html>
 """

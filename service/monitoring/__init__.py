@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from service.config import Settings
 from service.monitoring.gauges import MonitoringGauges
@@ -26,3 +27,14 @@ def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGaug
         alpha=settings.monitor_alpha,
         gauges=gauges,
     )
+
+
+def follow_swaps(state: Any) -> Callable[[Registry], None]:
+    """A hot-swap callback: the app's monitor (`state.monitor`, if any) compares with each new run."""
+
+    def on_swap(registry: Registry) -> None:
+        monitor: Monitor | None = state.monitor
+        if monitor is not None:
+            monitor.swap(registry)
+
+    return on_swap

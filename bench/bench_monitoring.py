@@ -1,0 +1,135 @@
+"""Benchmark of input monitoring: single-passenger throughput with it on and off, GET /monitoring, memory.
+
+Usage:
+    .venv/bin/python bench/bench_monitoring.py [--models DIR] [--duration 8] [--warmup 2] [--rounds 2]
+                                               [--client auto|wrk|httpx] [--check]
+
+In one run, alternating (on, off, on, off, ...: --rounds each, so a change of the machine's load hits both),
+starts ONE uvicorn worker of `service.main:app` on 127.0.0.1 at a free port with MONITOR=1 or MONITOR=0 and
+measures single-passenger POST /predict (both models) at concurrency 16 (wrk, one thread; or the async Python
+client of bench_service.py). With monitoring on it then fills the window
+(1,000 passengers) and times 200 sequential GET /monitoring on one keep-alive connection. Without --models a
+quick pair of checkpoints is trained first (5 epochs, into a temp dir).
+
+Targets (issue 13): monitoring costs at most 5 % of the throughput; GET /monitoring with a full window answers
+in under 20 ms (median; p99 printed too). The worker's memory with monitoring on and off: bench/bench_footprint.py.
+--check exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Final
+
+from bench_service import measure
+from server import HOST, models_or_quick_pair, serving
+
+CONCURRENCY: Final[int] = 16
+TARGET_COST: Final[float] = 0.05
+TARGET_GET_MS: Final[float] = 20.0
+WINDOW: Final[int] = 1000
+GETS: Final[int] = 200
+
+
+def window_body() -> bytes:
+    """1,000 varied passengers: a full default window."""
+    passengers = [
+        {"pclass": 1 + i % 3, "fare": 5.0 + (i * 7.31) % 200, "age": None if i % 5 == 0 else 1.0 + (i * 3.7) % 70}
+        for i in range(WINDOW)
+    ]
+    return json.dumps({"passengers": passengers}).encode()
+
+
+def time_monitoring(port: int) -> list[float]:
+    """Fill the window, then the milliseconds of GETS sequential GET /monitoring on one connection."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        conn.request("POST", "/predict", body=window_body(), headers={"content-type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"POST /predict answered {response.status}")
+        times = []
+        for _ in range(GETS):
+            start = time.perf_counter()
+            conn.request("GET", "/monitoring")
+            response = conn.getresponse()
+            report = json.loads(response.read())
+            times.append((time.perf_counter() - start) * 1e3)
+            if response.status != 200 or report["window"]["size"] != WINDOW or report["drift"] is None:
+                raise RuntimeError(f"GET /monitoring answered {response.status}: {str(report)[:300]}")
+        return times
+    finally:
+        conn.close()
+
+
+def verdict(ok: bool) -> str:
+    """PASS or MISS."""
+    return "PASS" if ok else "MISS"
+
+
+def main() -> int:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, help="model directory (default: train a quick pair)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per timed load run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each timed run")
+    parser.add_argument("--rounds", type=int, default=2, help="servers started per mode, alternating on and off")
+    parser.add_argument("--client", choices=("auto", "wrk", "httpx"), default="auto", help="load generator")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "httpx")
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"load generator: {client}; concurrency {CONCURRENCY}, {args.duration:g} s per run, {args.rounds} rounds")
+    rps: dict[bool, list[float]] = {True: [], False: []}
+    p99: dict[bool, list[float]] = {True: [], False: []}
+    gets: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        models = models_or_quick_pair(args.models, work)
+        for round_no in range(args.rounds):
+            for on in (True, False):
+                os.environ["MONITOR"] = "1" if on else "0"
+                with serving("service.main:app", models, work / f"server-{on}-{round_no}.log") as (port, _pid):
+                    load = measure(client, port, "/predict", CONCURRENCY, args.warmup, args.duration, work)
+                    if load.errors:
+                        raise RuntimeError(f"{load.errors} failed requests with MONITOR={int(on)}")
+                    rps[on].append(load.rps)
+                    p99[on].append(load.p99_ms)
+                    if on:
+                        gets += time_monitoring(port)
+                print(f"round {round_no + 1}, MONITOR={int(on)}: {load.rps:,.0f} requests/s, p99 {load.p99_ms:.2f} ms")
+    on_rps, off_rps = statistics.median(rps[True]), statistics.median(rps[False])
+    cost = 1 - on_rps / off_rps
+    get_p50 = statistics.median(gets)
+    get_p99 = statistics.quantiles(gets, n=100)[98]
+    print()
+    print("| what | monitoring on | monitoring off | target |")
+    print("|---|---|---|---|")
+    print(
+        f"| single-passenger POST /predict, concurrency {CONCURRENCY} (median of {args.rounds}) | {on_rps:,.0f} req/s, "
+        f"p99 {statistics.median(p99[True]):.2f} ms | {off_rps:,.0f} req/s, p99 {statistics.median(p99[False]):.2f} ms "
+        f"| cost {cost * 100:+.1f} % (<= {TARGET_COST * 100:.0f} %): {verdict(cost <= TARGET_COST)} |"
+    )
+    print(
+        f"| GET /monitoring, full window of {WINDOW} ({len(gets)} requests) "
+        f"| p50 {get_p50:.2f} ms, p99 {get_p99:.2f} ms"
+        f" | | < {TARGET_GET_MS:.0f} ms: {verdict(get_p50 < TARGET_GET_MS)} |"
+    )
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    ok = cost <= TARGET_COST and get_p50 < TARGET_GET_MS
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
