@@ -45,7 +45,7 @@ logger = logging.getLogger("service")
 FEATURE_TESTS = 4  # Pclass, Fare, Age, missing-age rate: the Bonferroni count of the input family
 
 
-class ReferenceError(ValueError):
+class UnusableReferenceError(ValueError):
     """The served run has no usable reference; the message names the file and the problem."""
 
 
@@ -92,25 +92,31 @@ class MonitoredRun:
 
 
 def monitored_run(registry: Registry) -> MonitoredRun:
-    """The run's references, checked against its served layers (ReferenceError naming the file otherwise)."""
+    """The run's references, checked against its served layers (UnusableReferenceError naming the file otherwise)."""
     models = []
     features: FeatureReference | None = None
     for name, served in registry.models.items():
         where = f"{registry.run_dir or registry.model_dir}/{name}/{REFERENCE_FILE}"
         data = served.artifacts.get(REFERENCE_FILE)
         if data is None:
-            raise ReferenceError(f"{where}: missing (run trained before input monitoring; retrain: python -m training)")
+            raise UnusableReferenceError(
+                f"{where}: missing (run trained before input monitoring; retrain: python -m training)"
+            )
         try:
             reference: Reference = parse_reference(data)
         except ValidationError as exc:
-            raise ReferenceError(f"{where}: {exc.errors()[0]['msg']} ({exc.error_count()} problem(s))") from None
+            raise UnusableReferenceError(
+                f"{where}: {exc.errors()[0]['msg']} ({exc.error_count()} problem(s))"
+            ) from None
         widths = [bias.shape[0] for _, bias in served.layers[:-1]]
         if [layer.units for layer in reference.layers] != widths:
-            raise ReferenceError(
+            raise UnusableReferenceError(
                 f"{where}: layer widths {[r.units for r in reference.layers]} are not the model's {widths}"
             )
         if features is not None and reference.features != features:
-            raise ReferenceError(f"{where}: feature reference differs from the other model's (one run, one split)")
+            raise UnusableReferenceError(
+                f"{where}: feature reference differs from the other model's (one run, one split)"
+            )
         features = reference.features
         probes = [LayerProbe.of(layer) for layer in reference.layers]
         models.append(ModelProbe(name, served.layers, served.metadata.preprocessing, probes))
@@ -163,7 +169,7 @@ class Monitor:
         old = self._run
         try:
             self._run, self._error = monitored_run(registry), None
-        except ReferenceError as exc:
+        except UnusableReferenceError as exc:
             self._run, self._error = None, str(exc)
             logger.warning("input monitoring is off for run %s: %s", registry.run_id, exc)
         keep = old is not None and self._run is not None and old.features == self._run.features
@@ -180,7 +186,7 @@ class Monitor:
             capacity=self.window.capacity,
             min_size=self.min_size,
             since=_time(oldest),
-            reset_at=_time(self.window.reset_at) or datetime.now(UTC),
+            reset_at=datetime.fromtimestamp(self.window.reset_at, UTC),
             run_id=run.run_id if run is not None else None,
         )
         if run is None:
