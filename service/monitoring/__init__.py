@@ -17,7 +17,7 @@ def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGaug
     """This worker's monitor, or None with MONITOR=0."""
     if not settings.monitor:
         return None
-    # Imported here: scipy (about 30 MB per worker) is loaded only when monitoring is on.
+    # Imported here: nothing of monitoring is loaded with MONITOR=0 (scipy.stats waits for the first report).
     from service.monitoring.monitor import Monitor
 
     return Monitor(

@@ -18,14 +18,7 @@ from pydantic import ValidationError
 
 from service.monitoring.gauges import MonitoringGauges
 from service.monitoring.schemas import FeatureDrift, LayerDrift, MonitoringReport, WindowInfo
-from service.monitoring.stats import (
-    chi2_test,
-    hidden_preactivations,
-    ks_test,
-    layer_test,
-    missing_rate_test,
-    quantiles,
-)
+from service.monitoring.summaries import hidden_preactivations, quantiles
 from service.monitoring.window import PassengerWindow
 from service.registry import Registry
 from survival.features import FloatArray, Preprocessing, preprocess
@@ -205,6 +198,10 @@ class Monitor:
         return report
 
     def _tests(self, run: MonitoredRun, rows: FloatArray) -> tuple[list[FeatureDrift], list[LayerDrift]]:
+        # scipy.stats (about 45 MB and seconds to import) is loaded by the first report, not at start-up,
+        # so monitoring does not slow a worker's way to /ready.
+        from service.monitoring.stats import chi2_test, ks_test, layer_test, missing_rate_test
+
         # Bonferroni over families (alpha / families each), then within a family over its tests or units:
         # the probability of any false alarm in the whole report stays below alpha.
         level = self.alpha / run.families

@@ -17,19 +17,12 @@ import scipy.special
 import scipy.stats
 
 from service.monitoring.schemas import Distribution, FeatureDrift, LayerDrift
+from service.monitoring.summaries import QUANTILE_LABELS, quantiles
 from survival.features import FloatArray
 from survival.reference import NumericReference
-from survival.served import Layers
 
-QUANTILES: Final[tuple[float, ...]] = tuple(i / 20 for i in range(21))
-QUANTILE_LABELS: Final[list[str]] = [f"{round(q * 100)}%" for q in QUANTILES]
 # A unit whose training pre-activations vary less than this (relative) is constant: it has no z.
 CONSTANT_RTOL: Final[float] = 1e-12
-
-
-def quantiles(values: FloatArray) -> list[float] | None:
-    """The values at QUANTILES (None for an empty sample)."""
-    return np.quantile(values, QUANTILES).tolist() if values.size else None
 
 
 def ks_test(
@@ -137,17 +130,6 @@ def _feature(
             "distribution": distribution,
         }
     )
-
-
-def hidden_preactivations(layers: Layers, features: FloatArray) -> list[FloatArray]:
-    """Each hidden layer's pre-ReLU output of the served (folded) network: rows x units."""
-    out = []
-    h = features
-    for weight, bias in layers[:-1]:
-        pre = h @ weight + bias
-        out.append(pre)
-        h = np.maximum(pre, 0.0)
-    return out
 
 
 def z_threshold(level: float, units: int) -> float:
