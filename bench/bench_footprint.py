@@ -82,8 +82,8 @@ def predict(port: int) -> None:
 
 
 def report(port: int) -> None:
-    """One GET /monitoring that must answer 200."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    """One GET /monitoring that must answer 200 (the first may wait for scipy.stats to finish loading)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
     try:
         conn.request("GET", "/monitoring")
         response = conn.getresponse()
