@@ -68,28 +68,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def predict(port: int) -> None:
-    """One single-passenger POST /predict that must answer 200."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+def expect_ok(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 5) -> None:
+    """One request that must answer 200."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request("POST", "/predict", body=PREDICT_BODY, headers={"content-type": "application/json"})
+        conn.request(method, path, body=body, headers={"content-type": "application/json"} if body else {})
         response = conn.getresponse()
         response.read()
         if response.status != 200:
-            raise RuntimeError(f"POST /predict answered {response.status}")
-    finally:
-        conn.close()
-
-
-def report(port: int) -> None:
-    """One GET /monitoring that must answer 200 (the first may wait for scipy.stats to finish loading)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
-    try:
-        conn.request("GET", "/monitoring")
-        response = conn.getresponse()
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"GET /monitoring answered {response.status}")
+            raise RuntimeError(f"{method} {path} answered {response.status}")
     finally:
         conn.close()
 
@@ -112,9 +99,10 @@ def cold_start(models: Path, with_torch: bool, monitor: bool = False) -> Sample:
         ready_s = time.perf_counter() - start
         cpu_s = cpu_seconds(proc.pid)
         for _ in range(50):
-            predict(port)
+            expect_ok(port, "POST", "/predict", PREDICT_BODY)
         if monitor:
-            report(port)
+            # The first report may wait for scipy.stats to finish loading.
+            expect_ok(port, "GET", "/monitoring", timeout=60)
         rss, pss = memory_mib(proc.pid)
         return Sample(ready_s, cpu_s, rss, pss)
     finally:

@@ -153,28 +153,17 @@ def layer_test(
     units = int(expected.shape[0])
     testable = int((sd > CONSTANT_RTOL * np.maximum(1.0, np.abs(expected))).sum())
     bound = z_threshold(level, testable)
-    if pre.shape[0] < min_size:
-        return LayerDrift(
-            model=model,
-            layer=layer,
-            units=units,
-            largest_z=None,
-            z_threshold=bound,
-            units_out_of_bounds=None,
-            drift=None,
-            z=[None] * units,
-        )
-    z = unit_z(pre, expected, sd)
+    enough = pre.shape[0] >= min_size
+    z = unit_z(pre, expected, sd) if enough else [None] * units
     tested = [v for v in z if v is not None]
-    largest = max(tested, key=abs) if tested else None
-    out = sum(abs(v) > bound for v in tested)
+    out = sum(abs(v) > bound for v in tested) if enough else None
     return LayerDrift(
         model=model,
         layer=layer,
         units=units,
-        largest_z=largest,
+        largest_z=max(tested, key=abs) if tested else None,
         z_threshold=bound,
         units_out_of_bounds=out,
-        drift=out > 0,
+        drift=None if out is None else out > 0,
         z=z,
     )
