@@ -196,14 +196,15 @@ def test_layer_z_equals_a_torch_computation_of_the_batchnorm_inputs(
             assert layer["units_out_of_bounds"] == int((np.abs(z) > layer["z_threshold"]).sum())
 
 
-def test_invalid_requests_are_not_in_the_window_and_a_missing_age_counts_as_missing(
+def test_invalid_requests_are_not_in_the_window_and_filled_values_count_as_missing(
     client: TestClient, training_rows: FloatArray
 ) -> None:
     rows = window(training_rows, 3)
     before = monitor(client, rows)
     assert client.post("/predict", json={"pclass": 4, "fare": 7.25, "age": 22}).status_code == 422
     assert client.post("/predict", content=b"{", headers={"content-type": "application/json"}).status_code == 400
-    assert client.post("/predict", json={"passengers": [{"pclass": 1, "fare": 5}, {"pclass": 1}]}).status_code == 422
+    batch = {"passengers": [{"pclass": 1, "fare": 5}, {"pclass": 1, "fare": -1}]}  # one bad passenger: all refused
+    assert client.post("/predict", json=batch).status_code == 422
     after = client.get("/monitoring").json()
     assert after["features"] == before["features"]  # not one row of the refused requests went in
     # Single passengers without an age: each is missing, not the training median the model is given.
@@ -214,6 +215,11 @@ def test_invalid_requests_are_not_in_the_window_and_a_missing_age_counts_as_miss
     # The ten oldest passengers left the window, ten without an age came in.
     expected = (np.isnan(rows[10:, 2]).sum() + 10) / WINDOW
     assert missing["distribution"]["window"][0] == pytest.approx(expected)
+    # A missing fare (filled for the model) is left out of the Fare test, not counted as the fill value.
+    for _ in range(5):
+        assert client.post("/predict", json={"pclass": 3, "age": 30}).status_code == 200
+    fare = next(f for f in client.get("/monitoring").json()["features"] if f["feature"] == "fare")
+    assert fare["n_window"] == WINDOW - 5
 
 
 def test_a_small_window_reports_not_enough_data(model_dir: Path, training_rows: FloatArray) -> None:
