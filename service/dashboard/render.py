@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from html import escape
 
-from service.dashboard.study_section import study_section
 from service.dashboard.monitoring import MONITORING_SECTION
+from service.dashboard.study_section import study_section
 from service.schemas import MetricsReport
 
 LABELS = {"batchnorm": "with BatchNorm", "plain": "without BatchNorm"}
