@@ -137,8 +137,13 @@ class Sampler:
 
     def open_sockets(self) -> int:
         """Sockets the server holds now."""
-        fds = Path(f"/proc/{self.pid}/fd")
-        return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+        count = 0
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            try:
+                count += os.readlink(fd).startswith("socket:")
+            except OSError:  # closed while listing
+                continue
+        return count
 
     def reset(self) -> None:
         """Start a new window."""

@@ -4,10 +4,12 @@ Usage:
     .venv/bin/python bench/bench_service.py [--models DIR] [--duration 8] [--warmup 2] [--batches 10]
                                             [--client auto|wrk|httpx] [--check]
 
-Starts ONE uvicorn worker (`--no-access-log`) on 127.0.0.1 at a free port, serving bench/bench_app.py: the
-service's app (`create_app`, MODEL_DIR=--models) plus `POST /_trivial`, which reads and validates the body
-exactly like POST /predict and answers a constant (the ceiling of this stack; it exists only in the benchmark's
-app). Without --models a quick pair of checkpoints is trained first (5 epochs, into a temp dir).
+Starts ONE worker with `python -m service` and the shipped settings (the access log on, written to a file) on
+127.0.0.1 at a free port, serving bench/bench_app.py: the service's app (MODEL_DIR=--models) plus
+`POST /_trivial`, which reads and validates the body exactly like POST /predict and answers a constant (the
+ceiling of this stack; it exists only in the benchmark's app). Without --models a quick pair of checkpoints is
+trained first (5 epochs, into a temp dir). Then a second server with ACCESS_LOG=0 repeats the /predict runs at
+concurrency 1 and 16, for the cost of logging.
 
 Measures, for `{"pclass":3,"fare":7.25,"age":22}`, requests/s and p50/p99 latency of /predict (both models) and
 /_trivial at concurrency 1, 16 and 64 (each: a warm-up, then a timed run), then the end-to-end time of a
@@ -288,6 +290,17 @@ def main() -> int:
                         flush=True,
                     )
             batch_ms = time_batches(port, args.batch_size, args.batches)
+        quiet: dict[int, Load] = {}
+        with serving("bench_app:app", model_dir, work / "server-quiet.log", access_log=False) as (port, _):
+            for concurrency in (1, TARGET_CONCURRENCY):
+                load = quiet[concurrency] = measure(
+                    client, port, "/predict", concurrency, args.warmup, args.duration, work
+                )
+                print(
+                    f"{'predict, access log off':<24}{concurrency:>5}{load.rps:>10.0f}{load.p50_ms:>9.2f}"
+                    f"{load.p99_ms:>9.2f}{load.requests:>10}{load.errors:>8}",
+                    flush=True,
+                )
         print(f"\nload average after: {os.getloadavg()[0]:.2f}")
         logged = logged_exceptions((work / "server.log").read_text(errors="replace"))
         if logged:
@@ -320,6 +333,13 @@ def main() -> int:
     ]
     for text, ok in checks:
         print(f"{verdict(ok)}  {text}")
+    for concurrency, off in quiet.items():
+        on = results[predict_label, concurrency]
+        cost = 1 - on.rps / off.rps if off.rps else 0.0
+        print(
+            f"INFO  cost of the access log at concurrency {concurrency}: {cost:.1%} of throughput "
+            f"({on.rps:.0f} vs {off.rps:.0f} req/s), p99 {on.p99_ms:.2f} vs {off.p99_ms:.2f} ms"
+        )
     return 1 if args.check and not all(ok for _, ok in checks) else 0
 
 

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         "idle or stalled connection is closed, or the new one refused with a 503 when none waits.",
     )
     max_pending_body_bytes: int = Field(
-        default=64 * 1024 * 1024,
+        default=32 * 1024 * 1024,
         ge=1024,
         description="Bytes of unfinished request bodies a worker holds; past it the oldest stalled upload is closed.",
     )
