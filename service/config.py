@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         description="Threads for NumPy's BLAS (inference). At this model size a second "
         "thread only adds synchronisation, and on a busy machine it costs far more.",
     )
+    reload_poll_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="Seconds between checks of what MODEL_DIR/current points at (a new run is swapped in); 0: off.",
+    )
     inline_max_bytes: int = Field(
         default=16_384,
         ge=0,

@@ -26,10 +26,11 @@ from service.config import Settings, SettingsError, get_settings
 from service.errors import install_error_handlers
 from service.head import HeadAsGetMiddleware
 from service.lifecycle import fail_start, install_drain
-from service.monitoring import start_monitor
+from service.monitoring import follow_swaps, start_monitor
 from service.monitoring.gauges import MonitoringGauges
 from service.registry import Registry
-from service.routes import admin, health, metrics, models, monitoring, predict
+from service.reload import Reloader, polling
+from service.routes import admin, health, metrics, models, monitoring, predict, runs
 from service.schemas import Passenger, PassengerBatch
 from service.telemetry import Telemetry, TelemetryMiddleware
 from service.v2 import routes as v2_routes
@@ -63,12 +64,12 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
             # One clear line instead of the traceback that an exception here would print.
             fail_start(f"cannot load the models: {exc}")
         registry: Registry = app.state.registry
-        for name, served in registry.models.items():
-            app.state.telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
         app.state.monitor = start_monitor(settings, registry, app.state.monitor_gauges)
+        app.state.reloader.start_serving(registry)
         logger.info("serving run %s from %s", registry.run_id, settings.model_dir)
         install_drain(app.state, min(settings.drain_s, settings.graceful_timeout_s))
-        yield
+        async with polling(app.state.reloader, settings.reload_poll_s):
+            yield
         app.state.registry = None
         app.state.telemetry.retire()
         app.state.monitor = None
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     app.state.monitor = None
     # Gauges are registered once per app (a lifespan may run more than once, in tests).
     app.state.monitor_gauges = MonitoringGauges(app.state.telemetry.registry) if settings.monitor else None
+    app.state.reloader = Reloader(app, settings.model_dir, app.state.telemetry)
+    app.state.reloader.on_swap(follow_swaps(app.state))
     app.state.study = metrics.StudyCache(settings.model_dir / STUDY_FILE)
     install_error_handlers(app)
     if keys.admin:
@@ -104,7 +107,7 @@ def create_app(settings: Settings | None = None, *, exit_on_load_error: bool = F
     access_log = AccessLog(settings.log_format) if settings.access_log else None
     app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry, access_log=access_log)
     app.add_middleware(HeadAsGetMiddleware)
-    for module in (predict, health, models, metrics, monitoring):
+    for module in (predict, health, models, metrics, monitoring, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

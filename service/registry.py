@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from survival.checkpoint import CheckpointMetadata
+from survival.checkpoint import CheckpointMetadata, current_run_dir
 from survival.features import FloatArray, preprocess
-from survival.served import Layers, ServedCheckpoint, forward, load_served_current
+from survival.served import Layers, ServedCheckpoint, forward, load_served_run
 from survival.variants import VARIANTS, VariantName
 
 
@@ -102,7 +102,12 @@ class Registry:
     @classmethod
     def load(cls, model_dir: Path) -> Registry:
         """Load both served models of the current run (raises CheckpointError with a clear message)."""
-        run_dir, pair = load_served_current(model_dir)
+        return cls.load_run(model_dir, current_run_dir(model_dir))
+
+    @classmethod
+    def load_run(cls, model_dir: Path, run_dir: Path) -> Registry:
+        """Load both served models of one run directory (raises CheckpointError with a clear message)."""
+        pair = load_served_run(run_dir)
         models = {name: ServedModel.from_checkpoint(name, pair[name]) for name in VARIANTS}
         run_id = models["batchnorm"].metadata.run_id
         return cls(models=models, run_id=run_id, model_dir=model_dir, run_dir=run_dir)

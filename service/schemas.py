@@ -167,3 +167,42 @@ class Health(BaseModel):
 
     status: str
     models: list[VariantName] = Field(default_factory=list)
+
+
+class ServingRun(BaseModel):
+    """The run this process answers with."""
+
+    run_id: str
+    since: str = Field(description="When this process started serving it (UTC, ISO 8601).")
+
+
+class LastReload(BaseModel):
+    """The last attempt to load a new run (by the poller or an explicit reload)."""
+
+    at: str
+    run_id: str | None = Field(description="The run it tried to load (null when `current` pointed nowhere).")
+    ok: bool
+    error: str | None = Field(description="Why the run was refused; the old run kept being served.")
+
+
+class RunInfo(BaseModel):
+    """One complete run on disk."""
+
+    run_id: str
+    created_at: str
+    seed: int
+    epochs: int
+    data_file: str
+    data_sha256: str = Field(description="The first 12 hex digits of the training file's sha256.")
+    accuracy: dict[VariantName, float] = Field(description="Final-epoch validation accuracy of each variant.")
+    current: bool = Field(description="`current` points at this run.")
+    serving: bool = Field(description="This process serves this run.")
+
+
+class RunsReport(BaseModel):
+    """What is served, what `current` points at, the last reload, and every run on disk (oldest first)."""
+
+    serving: ServingRun | None
+    current: str | None = Field(description="The run id `current` points at on disk, or null.")
+    last_reload: LastReload | None = Field(description="Null before the first reload attempt.")
+    runs: list[RunInfo]

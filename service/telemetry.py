@@ -84,6 +84,17 @@ class Telemetry:
             # Over workers: the value the most recent live worker set (a reload changes it).
             multiprocess_mode="livemostrecent",
         )
+        self.reloads = Counter(
+            "model_reloads_total", "Attempts to load a new run, by result.", ["result"], registry=self.registry
+        )
+        self.model_info = Gauge(
+            "model_info",
+            "1 for each served model, labelled with its run and version (0 for what a worker served before).",
+            ["model", "run_id", "version"],
+            registry=self.registry,
+            # Over workers: 1 while any live worker serves it, so a swap in progress shows both runs.
+            multiprocess_mode="livemax",
+        )
 
     def count_auth_failure(self, reason: str) -> None:
         """Count one request refused for its API key (`reason`: missing, invalid, not_admin)."""

@@ -7,14 +7,19 @@ behind ``current`` and never touches the previous good run.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 from safetensors.numpy import save_file
 
 from survival.checkpoint import (
@@ -27,12 +32,20 @@ from survival.checkpoint import (
     CheckpointError,
     CheckpointMetadata,
     check_artifact_name,
+    check_pair,
+    read_metadata,
     sha256_file,
 )
-from survival.variants import VariantName
+from survival.served import load_served_run
+from survival.variants import VARIANTS, VariantName
 
 # Keep the current run and the two before it, so an operator can roll back (`python -m training promote`).
 RUNS_KEPT: Final[int] = 3
+LOCK_FILE: Final[str] = ".lock"
+# How long a second writer waits for the model directory's lock before giving up with a message.
+LOCK_TIMEOUT_S: Final[float] = 600.0
+# /runs and `python -m training runs` read every run's metadata: bounded, newest first.
+RUNS_LISTED: Final[int] = 100
 
 Arrays = Mapping[str, np.ndarray[Any, Any]]
 
@@ -55,13 +68,62 @@ class VariantPayload:
     artifacts: Mapping[str, bytes] = field(default_factory=dict)
 
 
+class LockTimeoutError(CheckpointError):
+    """Another process held the model directory's lock for longer than we were willing to wait."""
+
+
+@contextmanager
+def model_dir_lock(model_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the model directory's write lock (saving, pruning, promoting), waiting up to `timeout_s` for it.
+
+    An advisory fcntl.flock on ``<model_dir>/.lock``: the kernel releases it when the holder exits or is killed,
+    so a crashed trainer never leaves the directory locked. Readers (the service) never take it.
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / LOCK_FILE
+    with path.open("a") as fh:
+        deadline = time.monotonic() + timeout_s
+        said = False
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"{path}: another trainer is still writing to {model_dir} after {timeout_s:g} s; "
+                        "try again when it is done"
+                    ) from None
+                if not said:
+                    print(f"waiting for another trainer writing to {model_dir} ...", file=sys.stderr, flush=True)
+                    said = True
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def save_run(
-    model_dir: Path, run_id: str, variants: Mapping[VariantName, VariantPayload], *, keep: int = RUNS_KEPT
+    model_dir: Path,
+    run_id: str,
+    variants: Mapping[VariantName, VariantPayload],
+    *,
+    keep: int = RUNS_KEPT,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
 ) -> Path:
-    """Write every variant of a run atomically, point ``current`` at it and prune; returns the run directory."""
+    """Write every variant of a run atomically, point ``current`` at it and prune; returns the run directory.
+
+    Holds the model directory's lock throughout, so two trainers never prune each other's run in progress.
+    """
     for payload in variants.values():
         for name in payload.artifacts:
             check_artifact_name(name)
+    with model_dir_lock(model_dir, lock_timeout_s):
+        return _save_locked(model_dir, run_id, variants, keep)
+
+
+def _save_locked(model_dir: Path, run_id: str, variants: Mapping[VariantName, VariantPayload], keep: int) -> Path:
     runs_dir = model_dir / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir = runs_dir / f"{TMP_PREFIX}{run_id}"
@@ -120,8 +182,72 @@ def current_target(model_dir: Path) -> Path | None:
     return link.resolve() if link.is_dir() else None
 
 
+def promote(model_dir: Path, run_id: str, *, lock_timeout_s: float = LOCK_TIMEOUT_S) -> Path:
+    """Point ``current`` at an existing run after loading it as the service will; refuses an unknown or bad run."""
+    run_dir = model_dir / RUNS_DIR / run_id
+    if not run_id or run_id != Path(run_id).name or run_id.startswith(".") or not run_dir.is_dir():
+        known = ", ".join(r.run_id for r in list_runs(model_dir)) or "none"
+        raise CheckpointError(f"{run_dir}: no such run (runs here: {known})")
+    with model_dir_lock(model_dir, lock_timeout_s):
+        load_served_run(run_dir)  # every check the service makes: hashes, shapes, a pair from one run
+        point_current(model_dir, run_id)
+    return run_dir
+
+
+class RunSummary(BaseModel):
+    """One complete run on disk, as `python -m training runs` and GET /runs list it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    created_at: str
+    seed: int
+    epochs: int
+    data_file: str
+    data_sha256: str
+    accuracy: dict[VariantName, float]
+    current: bool
+
+
+def list_runs(model_dir: Path) -> list[RunSummary]:
+    """Every complete run (both variants' metadata readable and naming this run), oldest first; bounded."""
+    runs_dir = model_dir / RUNS_DIR
+    if not runs_dir.is_dir():
+        return []
+    current = current_target(model_dir)
+    names = sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    runs = []
+    for name in names[-RUNS_LISTED:]:
+        run_dir = runs_dir / name
+        try:
+            meta = {variant: read_metadata(run_dir / variant) for variant in VARIANTS}
+            check_pair(run_dir, meta)
+        except CheckpointError:
+            continue  # incomplete or mixed: not a run one could promote
+        first = meta[VARIANTS[0]]
+        if first.run_id != name:
+            continue  # a directory copied or renamed by hand: its metadata names another run
+        runs.append(
+            RunSummary(
+                run_id=first.run_id,
+                created_at=first.created_at,
+                seed=first.seed,
+                epochs=first.hyperparameters.epochs,
+                data_file=first.data.file_name,
+                data_sha256=first.data.sha256,
+                accuracy={variant: m.metrics.accuracy for variant, m in meta.items()},
+                current=current is not None and run_dir.resolve() == current,
+            )
+        )
+    return runs
+
+
 def prune_runs(model_dir: Path, keep: int = RUNS_KEPT) -> None:
-    """Remove leftovers of crashed runs and all but the newest `keep` complete runs (never the current one)."""
+    """Remove leftovers of crashed runs and all but the newest `keep` complete runs (never the current one).
+
+    Call it holding `model_dir_lock` (save_run does): a ``.tmp-`` directory is only a leftover when no
+    other writer can be in the middle of it.
+    """
     runs_dir = model_dir / RUNS_DIR
     if not runs_dir.is_dir():
         return

@@ -27,6 +27,7 @@ import safetensors.torch
 import torch
 from conftest import REPO_DIR, SHIPPED_CSV_PATH
 from safetensors.torch import save_file
+from serving import copy_models, current_id, payload_of
 
 from survival.checkpoint import (
     CURRENT_LINK,
@@ -39,43 +40,15 @@ from survival.checkpoint import (
     sha256_file,
 )
 from survival.model import VARIANTS, VariantName
-from survival.runs import VariantPayload, save_run
+from survival.runs import save_run
 from survival.served import load_served_current
 from survival.torch_checkpoint import load_checkpoint, load_pair
 from training.cli import main as trainer_main
-from training.fold import variant_payload
 
-Payload = dict[VariantName, VariantPayload]
 # Run ids sort by time; these come after any run the session fixture made.
 RUN_B: Final = "20990101T000000000000Z-bbbbbb"
 RUN_C: Final = "20990102T000000000000Z-cccccc"
 SERVER_TIMEOUT_S: Final = 120
-# The metadata fields save_run fills in from the files it writes.
-GENERATED_FIELDS: Final = {"tensors", "weights_sha256", "served_tensors", "served_sha256", "artifacts"}
-
-
-def payload_of(model_dir: Path, run_id: str, shift: float = 0.0) -> Payload:
-    """The current run's tensors (shifted by `shift`) and metadata, relabelled as run `run_id`, ready to save."""
-    payload: Payload = {}
-    for name, ckpt in load_pair(model_dir).items():
-        with torch.no_grad():
-            for tensor in ckpt.model.state_dict().values():
-                if tensor.is_floating_point():
-                    tensor += shift
-        meta = ckpt.metadata.model_dump(exclude=GENERATED_FIELDS)
-        payload[name] = variant_payload(ckpt.model, {**meta, "run_id": run_id})
-    return payload
-
-
-def copy_models(model_dir: Path, dest: Path) -> Path:
-    """A private copy of a model directory (the `current` symlink kept as a link)."""
-    shutil.copytree(model_dir, dest, symlinks=True)
-    return dest
-
-
-def current_id(model_dir: Path) -> str:
-    """The run id `current` points at."""
-    return (model_dir / CURRENT_LINK).resolve().name
 
 
 def variant_dir(model_dir: Path, name: VariantName) -> Path:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import copy
-import http.client
 import json
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -17,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO_DIR, SHIPPED_CSV_PATH, need
+from serving import request, uvicorn_server
 
 from service.registry import Registry
 from survival.features import preprocess
@@ -27,7 +25,6 @@ from training.fold import fold_layers
 
 # Libraries the service must never load: their directories in a process's memory map give them away.
 HEAVY_LIBRARIES: Final = ("torch", "pandas", "sklearn")
-READY_TIMEOUT_S: Final = 60.0
 
 
 def test_served_form_equals_the_eval_mode_torch_model_on_all_891_passengers(model_dir: Path) -> None:
@@ -64,60 +61,21 @@ def mapped_heavy_libraries(pid: int) -> set[str]:
     return {lib for lib in HEAVY_LIBRARIES if f"/site-packages/{lib}/" in maps}
 
 
-def get(port: int, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """One request to the server on loopback: (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        headers = {"content-type": "application/json"} if body is not None else {}
-        conn.request("POST" if body is not None else "GET", path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def free_port() -> int:
-    """A loopback port free right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(model_dir: Path) -> Iterator[tuple[int, int]]:
     """A real `uvicorn service.main:app` process serving the session's checkpoints: (port, pid)."""
     need(Path("/proc/self/maps").is_file(), "the import audit reads /proc/PID/maps (Linux only)")
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    env = {**os.environ, "MODEL_DIR": str(model_dir)}
-    process = subprocess.Popen(command, cwd=REPO_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                if get(port, "/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in time"
-            time.sleep(0.1)
+    with uvicorn_server(model_dir) as (port, process):
         yield port, process.pid
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
 
 
 def test_the_service_process_never_loads_torch_pandas_or_sklearn(server: tuple[int, int]) -> None:
     port, pid = server
     # Exercise every route family first, so a lazy import anywhere would have happened.
-    status, body = get(port, "/predict", json.dumps({"pclass": 3, "fare": 7.25, "age": 22}).encode())
+    status, body = request(port, "POST", "/predict", json.dumps({"pclass": 3, "fare": 7.25, "age": 22}).encode())
     assert status == 200, body
-    for path in ("/models", "/metrics", "/metrics/prometheus", "/docs", "/openapi.json"):
-        assert get(port, path)[0] == 200, path
+    for path in ("/models", "/metrics", "/metrics/prometheus", "/runs", "/docs", "/openapi.json"):
+        assert request(port, "GET", path)[0] == 200, path
     assert mapped_heavy_libraries(pid) == set()
 
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m training [train] ...` (default), `study`, `evaluate`, `export`."""
+"""Command line: `python -m training [train] ...` (default), `study`, `evaluate`, `export`, `runs`, `promote`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from survival.checkpoint import CheckpointError
-from survival.runs import save_run
-from survival.served import load_served_current
+from survival.runs import RUNS_KEPT, save_run
 from survival.study import STUDY_FILE, Scaling, load_study
 from survival.torch_checkpoint import load_pair
 from training.data import DataError, load_csv
@@ -21,6 +20,14 @@ from training.evaluate import evaluate_pair, evaluation_table
 from training.loop import TrainConfig
 from training.metrics import metrics_table
 from training.run import RunResult, resolve_device, train_run
+from training.runs_cli import (
+    add_lock_timeout,
+    check_writable,
+    promote_command,
+    reuse_reason,
+    runs_command,
+    stderr_line,
+)
 from training.study import DEFAULT_LOSS_THRESHOLD, LONG_EPOCHS, StudyOptions, run_study, write_study
 from training.study_table import table
 
@@ -69,7 +76,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the batchnorm and plain variants under identical conditions and write both checkpoints. "
-        "Other commands: `python -m training study --help`, `python -m training evaluate --help`.",
+        "Other commands (each with --help): study, evaluate, runs, promote.",
     )
     add_common(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: %(default)s)")
@@ -82,23 +89,30 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--if-missing",
         action="store_true",
-        help="exit 0 at once when a complete, loadable pair of checkpoints already exists (env RETRAIN=1 overrides)",
+        help="exit 0 at once when the current run is loadable and was trained on this data with these settings "
+        "(env RETRAIN=1 overrides)",
     )
+    parser.add_argument(
+        "--keep",
+        type=positive_int,
+        default=RUNS_KEPT,
+        help="complete runs kept, current included (default: %(default)s)",
+    )
+    add_lock_timeout(parser)
     return parser
 
 
 def run_train(argv: Sequence[str]) -> int:
     """Train both variants and write the checkpoint pair."""
     args = train_parser().parse_args(argv)
+    args.resolved_device = resolve_device(args.device)
+    check_writable(args.out)
     if args.if_missing and not retrain_forced():
-        try:
-            pair = load_served_current(args.out)[1]
-        except CheckpointError as exc:
-            print(f"no usable checkpoints ({exc}); training", file=sys.stderr)
-        else:
-            run_id = pair["batchnorm"].metadata.run_id
-            print(f"checkpoints of run {run_id} already in {args.out}; not retraining (set RETRAIN=1 to force)")
+        reused, why = reuse_reason(args)
+        if reused is not None:
+            print(f"{why} (set RETRAIN=1 to force)")
             return 0
+        stderr_line(why)
     torch.set_num_threads(args.threads)
     dataset = load_csv(args.data)
     config = TrainConfig(
@@ -108,10 +122,15 @@ def run_train(argv: Sequence[str]) -> int:
         hidden=tuple(args.hidden),
         seed=args.seed,
         standardize=args.standardize,
-        device=resolve_device(args.device),
+        device=args.resolved_device,
     )
     result = train_run(dataset, config, progress=not args.quiet)
-    run_dir = save_run(args.out, result.run_id, result.checkpoint_payload())
+    try:
+        run_dir = save_run(
+            args.out, result.run_id, result.checkpoint_payload(), keep=args.keep, lock_timeout_s=args.lock_timeout
+        )
+    except OSError as exc:
+        raise OSError(f"cannot write the run to {args.out}: {exc}") from None
     print(summary(result))
     print(f"wrote {run_dir} (linked as {args.out / 'current'})")
     return 0
@@ -295,6 +314,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "study": run_study_command,
     "evaluate": run_evaluate_command,
     "export": run_export,
+    "runs": runs_command,
+    "promote": promote_command,
 }
 
 
@@ -306,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = COMMANDS[args.pop(0)]
     try:
         return command(args)
-    except (DataError, CheckpointError, ValueError) as exc:
+    except (DataError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

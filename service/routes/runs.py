@@ -1,0 +1,50 @@
+"""GET /runs: the served run, what `current` points at, the last reload and the runs on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.registry import Registry
+from service.reload import Reloader
+from service.schemas import LastReload, RunInfo, RunsReport, ServingRun
+from survival.runs import current_target, list_runs
+
+router = APIRouter(tags=["runs"])
+
+
+def runs_report(model_dir: Path, registry: Registry | None, reloader: Reloader) -> RunsReport:
+    """The report, read from disk now (a few small JSON files per run; bounded)."""
+    current = current_target(model_dir)
+    last = reloader.last_reload
+    serving_id = registry.run_id if registry is not None else None
+    return RunsReport(
+        serving=ServingRun(run_id=serving_id, since=reloader.serving_since.isoformat())
+        if serving_id is not None
+        else None,
+        current=current.name if current is not None else None,
+        last_reload=LastReload(
+            at=last.at.isoformat(timespec="seconds"), run_id=last.run_id, ok=last.ok, error=last.error
+        )
+        if last is not None
+        else None,
+        runs=[
+            RunInfo(
+                **run.model_dump(exclude={"data_sha256"}),
+                data_sha256=run.data_sha256[:12],
+                serving=run.run_id == serving_id,
+            )
+            for run in list_runs(model_dir)
+        ],
+    )
+
+
+@router.get("/runs", response_model=RunsReport)
+async def runs(request: Request) -> RunsReport:
+    """The run being served and since when, the run `current` points at, the last reload, and every run on disk."""
+    reloader: Reloader = request.app.state.reloader
+    registry: Registry | None = request.app.state.registry
+    # Reading the runs' metadata touches the disk: off the event loop.
+    return await run_in_threadpool(runs_report, reloader.model_dir, registry, reloader)

@@ -1,0 +1,111 @@
+"""What the tests that run a real server or rewrite runs share: ports, requests, a uvicorn process, run payloads."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+from conftest import REPO_DIR
+
+from survival.checkpoint import CURRENT_LINK
+from survival.runs import VariantPayload
+from survival.torch_checkpoint import load_pair
+from survival.variants import VariantName
+from training.fold import variant_payload
+
+HOST: Final = "127.0.0.1"
+READY_TIMEOUT_S: Final = 60.0
+# The metadata fields save_run fills in from the files it writes.
+GENERATED_FIELDS: Final = {"tensors", "weights_sha256", "served_tensors", "served_sha256", "artifacts"}
+Payload = dict[VariantName, VariantPayload]
+
+
+def free_port() -> int:
+    """A loopback port free right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request on a new connection: (status, body)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def get_json(port: int, path: str) -> Any:
+    """GET a JSON route that must answer 200."""
+    status, body = request(port, "GET", path)
+    assert status == 200, (path, status, body)
+    return json.loads(body)
+
+
+def ready(port: int) -> bool:
+    """Whether GET /ready answers 200."""
+    try:
+        return request(port, "GET", "/ready")[0] == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def uvicorn_server(model_dir: Path, **env: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A real `uvicorn service.main:app` process serving `model_dir` until the block ends: (port, process)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", HOST, "--port", str(port)]
+    environment = {**os.environ, "MODEL_DIR": str(model_dir), **env}
+    process = subprocess.Popen(
+        command, cwd=REPO_DIR, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not ready(port):
+            assert process.poll() is None, process.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the server was not ready in time"
+            time.sleep(0.1)
+        yield port, process
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+def copy_models(model_dir: Path, dest: Path) -> Path:
+    """A private copy of a model directory (the `current` symlink kept as a link)."""
+    shutil.copytree(model_dir, dest, symlinks=True)
+    return dest
+
+
+def current_id(model_dir: Path) -> str:
+    """The run id `current` points at."""
+    return (model_dir / CURRENT_LINK).resolve().name
+
+
+def payload_of(model_dir: Path, run_id: str, shift: float = 0.0) -> Payload:
+    """The current run's models (every float tensor shifted by `shift`) and metadata, relabelled as `run_id`."""
+    payload: Payload = {}
+    for name, ckpt in load_pair(model_dir).items():
+        with torch.no_grad():
+            for tensor in ckpt.model.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor += shift
+        meta = ckpt.metadata.model_dump(exclude=GENERATED_FIELDS)
+        payload[name] = variant_payload(ckpt.model, {**meta, "run_id": run_id})
+    return payload
