@@ -1,4 +1,4 @@
-"""What the tests that run a real server or rewrite runs share: ports, requests, a uvicorn process, run payloads."""
+"""What the hot-swap, runs and served-form tests share: requests, a `uvicorn service.main:app` process, run payloads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any, Final
 
 import torch
 from conftest import REPO_DIR
+from server_process import HOST, free_port
 
 from survival.checkpoint import CURRENT_LINK
 from survival.runs import VariantPayload
@@ -24,19 +24,10 @@ from survival.torch_checkpoint import load_pair
 from survival.variants import VariantName
 from training.fold import variant_payload
 
-HOST: Final = "127.0.0.1"
 READY_TIMEOUT_S: Final = 60.0
 # The metadata fields save_run fills in from the files it writes.
 GENERATED_FIELDS: Final = {"tensors", "weights_sha256", "served_tensors", "served_sha256", "artifacts"}
 Payload = dict[VariantName, VariantPayload]
-
-
-def free_port() -> int:
-    """A loopback port free right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
-from serving import HOST, copy_models, current_id, get_json, payload_of, request, uvicorn_server
+from server_process import HOST, running
+from serving import copy_models, current_id, get_json, payload_of, request, uvicorn_server
 
 from survival.checkpoint import CURRENT_LINK, METADATA_FILE, RUNS_DIR, SERVED_FILE
 from survival.runs import point_current, promote, save_run
@@ -221,11 +222,10 @@ def test_current_pointing_nowhere_keeps_the_old_run(models: Path, server: int) -
     assert request(server, "POST", "/predict", BODY)[0] == 200
 
 
-def test_two_workers_each_swap_within_two_poll_intervals(models: Path) -> None:
+def test_two_workers_each_swap_within_two_poll_intervals(models: Path, tmp_path: Path) -> None:
     poll_s = 1.0
-    with uvicorn_server(models, RELOAD_POLL_S=str(poll_s), WEB_CONCURRENCY="2") as (port, _):
+    with running(tmp_path / "server", models, RELOAD_POLL_S=str(poll_s), WEB_CONCURRENCY="2") as server:
         save_run(models, RUN_B, payload_of(models, RUN_B, shift=0.1))
-        flipped = time.monotonic()
         # Two poll intervals, plus one second for loading the run on a busy machine.
         time.sleep(2 * poll_s + 1.0)
         answers: list[Any] = []
@@ -233,16 +233,15 @@ def test_two_workers_each_swap_within_two_poll_intervals(models: Path) -> None:
 
         def client() -> None:
             for _ in range(12):  # a new connection each time, so both workers take some
-                status, body = request(port, "GET", "/runs")
+                answer = server.request("GET", "/runs")
                 with lock:
-                    answers.append((status, json.loads(body)["serving"]))
+                    answers.append((answer.status, json.loads(answer.body)["serving"]))
 
         threads = [threading.Thread(target=client) for _ in range(6)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
-        assert time.monotonic() - flipped < 60
     assert {status for status, _ in answers} == {200}
     assert {serving["run_id"] for _, serving in answers} == {RUN_B}
     # Each worker reports when it started serving: two distinct values, so both workers answered.
