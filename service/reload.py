@@ -142,7 +142,7 @@ class Reloader:
                 if previous is not None and previous.run_dir == run_dir:
                     return self._outcome(None)
                 registry = await asyncio.to_thread(load_and_warm, self.model_dir, run_dir)
-            except CheckpointError as exc:
+            except (CheckpointError, OSError, ValueError) as exc:  # a file unreadable mid-way, not only a bad one
                 return self._failed(previous_id, None if target.startswith("<") else Path(target).name, str(exc))
             self.publish(registry)
             self.telemetry.reloads.labels("success").inc()
