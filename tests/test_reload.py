@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from server_process import HOST, running
 from serving import copy_models, current_id, get_json, payload_of, request, uvicorn_server
 
+from service.config import Settings
+from service.main import create_app
 from survival.checkpoint import CURRENT_LINK, METADATA_FILE, RUNS_DIR, SERVED_FILE
 from survival.runs import point_current, promote, save_run
 from survival.variants import VARIANTS
@@ -246,3 +250,24 @@ def test_two_workers_each_swap_within_two_poll_intervals(models: Path, tmp_path:
     assert {serving["run_id"] for _, serving in answers} == {RUN_B}
     # Each worker reports when it started serving: two distinct values, so both workers answered.
     assert len({serving["since"] for _, serving in answers}) == 2
+
+
+def test_admin_reload_swaps_through_the_reloader_and_refuses_a_bad_run(models: Path, tmp_path: Path) -> None:
+    key = "k" * 40
+    settings = Settings(model_dir=models, reload_poll_s=0, admin_api_keys=SecretStr(key))
+    headers = {"Authorization": f"Bearer {key}"}
+    run_a = current_id(models)
+    with TestClient(create_app(settings)) as client:
+        unchanged = client.post("/admin/reload", headers=headers)
+        assert unchanged.status_code == 200, unchanged.text
+        assert unchanged.json() == {"previous_run_id": run_a, "run_id": run_a, "changed": False}
+        save_run(models, RUN_B, payload_of(models, RUN_B, shift=0.1))
+        swapped = client.post("/admin/reload", headers=headers)
+        assert swapped.json() == {"previous_run_id": run_a, "run_id": RUN_B, "changed": True}
+        assert client.get("/runs", headers=headers).json()["serving"]["run_id"] == RUN_B
+        plant_bad_run(models, copy_models(models, tmp_path / "staging"))
+        refused = client.post("/admin/reload", headers=headers)
+        assert refused.status_code == 409
+        assert f"{RUN_BAD}/batchnorm/{SERVED_FILE}: sha256" in refused.json()["detail"]
+        assert client.get("/runs", headers=headers).json()["serving"]["run_id"] == RUN_B
+        assert client.get("/ready").status_code == 200
