@@ -76,7 +76,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the batchnorm and plain variants under identical conditions and write both checkpoints. "
-        "Other commands (each with --help): study, evaluate, runs, promote.",
+        "Other commands (each with --help): study, evaluate, export, runs, promote.",
     )
     add_common(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: %(default)s)")
