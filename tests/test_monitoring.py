@@ -7,8 +7,10 @@ POST of 1,000 passengers, so each window replaces the previous one entirely.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,11 @@ from service.config import Settings
 from service.main import create_app
 from survival.features import preprocess
 from survival.reference import REFERENCE_FILE, read_reference
+from survival.runs import save_run
 from survival.torch_checkpoint import load_pair
 from training.data import load_csv, stratified_split
+from training.loop import TrainConfig
+from training.run import train_run
 
 WINDOW = 1000
 WINDOWS = 200
@@ -295,3 +300,46 @@ def test_scipy_is_loaded_only_when_monitoring_is_on(model_dir: Path, on: bool) -
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_DIR)
     assert result.stdout.split()[-1] == ("['scipy']" if on else "[]")
+
+
+def save_new_run(model_dir: Path, seed: int, epochs: int) -> str:
+    """Train and save another run into `model_dir` (flipping `current`); its run id."""
+    result = train_run(load_csv(SHIPPED_CSV_PATH), TrainConfig(seed=seed, epochs=epochs))
+    save_run(model_dir, result.run_id, result.checkpoint_payload())
+    return result.run_id
+
+
+def wait_for_run(client: TestClient, run_id: str) -> dict[str, Any]:
+    """GET /monitoring until it compares with `run_id` (the poller swapped), at most 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        report: dict[str, Any] = client.get("/monitoring").json()
+        if report["window"]["run_id"] == run_id:
+            return report
+        time.sleep(0.05)
+    raise AssertionError(f"the service did not swap to run {run_id} within 30 s")
+
+
+def test_hot_swap_keeps_the_window_for_the_same_training_rows_and_resets_it_for_others(
+    model_dir: Path, tmp_path: Path, training_rows: FloatArray
+) -> None:
+    served = tmp_path / "models"
+    shutil.copytree(model_dir, served, symlinks=True)
+    with TestClient(create_app(Settings(model_dir=served, reload_poll_s=0.05))) as swapping:
+        rows = window(training_rows, 1, fare_x2)
+        before = monitor(swapping, rows)
+        # Same data, same seed: the same training split, so the same feature reference; other weights.
+        same_split = wait_for_run(swapping, save_new_run(served, seed=0, epochs=2))
+        assert same_split["window"]["size"] == WINDOW
+        assert same_split["window"]["reset_at"] == before["window"]["reset_at"]
+        assert same_split["features"] == before["features"]
+        z_before = {(a["model"], a["layer"]): a["z"] for a in before["activations"]}
+        z_after = {(a["model"], a["layer"]): a["z"] for a in same_split["activations"]}
+        assert z_after != z_before  # the layers are recomputed with the new weights, against their new reference
+        assert same_split["drift"] is True
+        # Another seed: another training split, another reference: the window starts again.
+        other_split = wait_for_run(swapping, save_new_run(served, seed=1, epochs=2))
+        assert other_split["window"]["size"] == 0
+        assert other_split["window"]["reset_at"] > before["window"]["reset_at"]
+        assert other_split["drift"] is None
+        assert monitor(swapping, window(training_rows, 2))["window"]["run_id"] == other_split["window"]["run_id"]

@@ -167,8 +167,11 @@ def train_run(dataset: Dataset, config: TrainConfig, *, progress: bool = False) 
     variants: dict[VariantName, TrainedVariant] = {}
     for name in VARIANTS:
         m = result.index(name, 0)
-        probs = torch.sigmoid(result.val_logits[m]).to(torch.float64).numpy()
         model = result.net.to_module(m)
+        # The metrics of the module that is saved (not of the stack's logits, which can differ in the last
+        # float32 bit), so `python -m training evaluate` on the validation rows reproduces them exactly.
+        with torch.no_grad():
+            probs = torch.sigmoid(model(split.x_val)).to(torch.float64).numpy()
         variants[name] = TrainedVariant(
             model=model,
             curves=result.model_curves(m),
