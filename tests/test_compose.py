@@ -31,6 +31,8 @@ OUTPUT_DIR = REPO_DIR / "test-output"
 # A cold build installs torch and the pinned dependencies (minutes); a cached one takes seconds.
 HARNESS_TIMEOUT_S = 1800
 STUDY_TIMEOUT_S = 600
+# The poller checks `current` every second (RELOAD_POLL_S); a swap well within this is the target.
+RETRAIN_SWAP_S = 10
 PASSENGER = {"pclass": 3, "fare": 7.25, "age": 22}
 STAND_IN_BASE = "python:3.11-slim"
 
@@ -251,6 +253,28 @@ def test_the_api_image_has_no_torch_and_stays_under_350_mb(stack: Stack) -> None
     missing = "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ('torch', 'pandas', 'sklearn')))"
     assert compose("exec", "-T", "api", "python", "-c", missing).returncode == 0
     assert sizes["titanic-bn-api"] <= 350e6  # Docker's MB, as `docker images` shows it
+
+
+def test_a_retrain_reaches_the_running_api_without_a_restart(stack: Stack) -> None:
+    """`RETRAIN=1 docker compose run --rm trainer` with the stack up: the API answers with the new run."""
+    _, before = http(f"{stack.base_url}/predict", PASSENGER)
+    old_runs = {model["run_id"] for model in before["models"].values()}
+    api_started = container_state("api")["StartedAt"]
+    env = {"API_PORT": str(stack.port), "RETRAIN": "1"}
+    run = compose("run", "--rm", "trainer", timeout=600, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    flipped = time.monotonic()
+    while time.monotonic() < flipped + RETRAIN_SWAP_S:
+        status, after = http(f"{stack.base_url}/predict", PASSENGER)
+        assert status == 200, after
+        new_runs = {model["run_id"] for model in after["models"].values()}
+        if new_runs.isdisjoint(old_runs):
+            break
+        time.sleep(0.2)
+    stack.timings["retrain_swap_s"] = round(time.monotonic() - flipped, 1)
+    assert new_runs.isdisjoint(old_runs), f"still serving {new_runs} {RETRAIN_SWAP_S} s after the retrain"
+    assert len(new_runs) == 1
+    assert container_state("api")["StartedAt"] == api_started  # the same container, never restarted
 
 
 def test_second_up_reuses_the_checkpoints(stack: Stack) -> None:
