@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_DIR, SHIPPED_CSV_PATH, need
+from conftest import REPO_DIR, SHIPPED_CSV_PATH, need, uvicorn_server
 
 CHROMIUM_PATH = Path("/usr/bin/chromium")
 CHROMEDRIVER_PATH = Path("/usr/bin/chromedriver")
 OUTPUT_DIR = REPO_DIR / "test-output"
 CANVASES = ("chart-train-loss", "chart-val-loss", "chart-train-accuracy", "chart-val-accuracy")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # A data file name that would end or confuse the page's embedded JSON if it were pasted in unescaped.
@@ -51,34 +38,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     save_run(served, result.run_id, result.checkpoint_payload())
     options = StudyOptions(seeds=(0, 1), sweep=True, regularization=True, ics=True)
     write_study(run_study(dataset, TrainConfig(epochs=3), options), served)
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO_DIR,
-        env={**os.environ, "MODEL_DIR": str(served)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not become ready:\n{log_path.read_text()}")
-            time.sleep(0.2)
+    with uvicorn_server(served, tmp_path_factory.mktemp("server") / "uvicorn.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
