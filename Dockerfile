@@ -83,12 +83,12 @@ USER app
 CMD ["python", "-m", "training", "--if-missing", "--out", "/models", "--quiet"]
 
 # ---- api-venv: the API's venv with the project, checked, then trimmed: pip and setuptools (the image installs
-# nothing at run time) and NumPy's and SciPy's own test suites (about 75 MB together; nothing imports them).
+# nothing at run time) and NumPy's own test suite (nothing imports it).
 FROM api-deps AS api-venv
 COPY --from=project /opt/project/ /opt/venv/lib/python3.11/site-packages/
 RUN pip check \
     && cd /opt/venv/lib/python3.11/site-packages \
-    && find numpy scipy -type d -name tests -prune -exec rm -rf {} + \
+    && find numpy -type d -name tests -prune -exec rm -rf {} + \
     && python -m pip uninstall --yes --quiet pip setuptools
 
 # ---- api (the default target) ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGaug
     """This worker's monitor, or None with MONITOR=0."""
     if not settings.monitor:
         return None
-    # Imported here: nothing of monitoring is loaded with MONITOR=0 (scipy.stats waits for the first report).
+    # Imported here: nothing of monitoring is loaded with MONITOR=0.
     from service.monitoring.monitor import Monitor
 
     return Monitor(

@@ -7,9 +7,7 @@ pre-activations are recomputed from those rows with the served (folded) layers w
 
 from __future__ import annotations
 
-import importlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from pydantic import ValidationError
 
 from service.monitoring.gauges import MonitoringGauges
 from service.monitoring.schemas import FeatureDrift, LayerDrift, MonitoringReport, WindowInfo
+from service.monitoring.stats import chi2_test, ks_test, layer_test, missing_rate_test
 from service.monitoring.summaries import hidden_preactivations, quantiles
 from service.monitoring.window import PassengerWindow
 from service.registry import Registry
@@ -37,7 +36,6 @@ from survival.reference import (
 from survival.served import Layers
 
 logger = logging.getLogger("service")
-STATS_MODULE = "service.monitoring.stats"
 FEATURE_TESTS = 4  # Pclass, Fare, Age, missing-age rate: the Bonferroni count of the input family
 
 
@@ -150,11 +148,6 @@ class Monitor:
         self._run: MonitoredRun | None = None
         self._error: str | None = None
         self.swap(registry)
-        # scipy.stats takes about 45 MB and seconds to import: a thread loads it while the worker already
-        # serves, so neither /ready nor the event loop waits for it (a report arriving earlier waits for it).
-        threading.Thread(
-            target=importlib.import_module, args=(STATS_MODULE,), name="monitoring-import", daemon=True
-        ).start()
 
     def observe(self, raw: FloatArray) -> None:
         """Add the rows of a served (valid) request to the window."""
@@ -206,8 +199,6 @@ class Monitor:
         return report
 
     def _tests(self, run: MonitoredRun, rows: FloatArray) -> tuple[list[FeatureDrift], list[LayerDrift]]:
-        from service.monitoring.stats import chi2_test, ks_test, layer_test, missing_rate_test  # see __init__
-
         # Bonferroni over families (alpha / families each), then within a family over its tests or units:
         # the probability of any false alarm in the whole report stays below alpha.
         level = self.alpha / run.families

@@ -1,4 +1,4 @@
-"""The drift tests, with scipy.stats: the one module of the serving path that imports scipy.
+"""The drift tests (their null distributions in service/monitoring/distributions.py, checked against scipy).
 
 Each feature's test compares the window with the training split as two samples (both are samples of their
 populations; the training split is only 712 rows): Kolmogorov-Smirnov for Fare and Age (known values only),
@@ -13,9 +13,8 @@ import math
 from typing import Final
 
 import numpy as np
-import scipy.special
-import scipy.stats
 
+from service.monitoring import distributions
 from service.monitoring.schemas import Distribution, FeatureDrift, LayerDrift
 from service.monitoring.summaries import QUANTILE_LABELS, quantiles
 from survival.features import FloatArray
@@ -37,8 +36,7 @@ def ks_test(
     known = window[~np.isnan(window)]
     statistic = p_value = None
     if known.size >= min_size:
-        result = scipy.stats.ks_2samp(known, np.asarray(reference.values))
-        statistic, p_value = float(result.statistic), float(result.pvalue)
+        statistic, p_value = distributions.ks_2samp(known, np.asarray(reference.values))
     return _feature(
         feature,
         "ks_2samp",
@@ -69,8 +67,7 @@ def chi2_test(window: FloatArray, counts: dict[str, int], threshold: float, min_
             statistic, p_value = 0.0, 1.0
         else:
             # No Yates correction: with two classes left it would no longer be the same test as with three.
-            result = scipy.stats.chi2_contingency(table, correction=False)
-            statistic, p_value = float(result.statistic), float(result.pvalue)
+            statistic, p_value = distributions.chi2_contingency(table)
     fractions = (live / live.sum()).tolist() if live.sum() else None
     return _feature(
         "pclass",
@@ -94,7 +91,7 @@ def missing_rate_test(window: FloatArray, reference: NumericReference, threshold
         spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
         # Nothing missing anywhere (or everything): the two rates are equal, there is no evidence of a change.
         statistic = (x1 / n1 - x2 / n2) / spread if spread > 0 else 0.0
-        p_value = float(2 * scipy.special.ndtr(-abs(statistic)))  # the normal's two-sided tail
+        p_value = distributions.normal_two_sided(statistic)
     return _feature(
         "age_missing",
         "two_proportion_z",
@@ -134,8 +131,7 @@ def _feature(
 
 def z_threshold(level: float, units: int) -> float:
     """|z| above which one of `units` units is out of bounds, Bonferroni at family level `level` (two-sided)."""
-    # ndtri is the normal quantile function (scipy.stats.norm.isf costs a millisecond of dispatch per call).
-    return float(-scipy.special.ndtri(level / max(units, 1) / 2))
+    return distributions.normal_isf(level / max(units, 1) / 2)
 
 
 def unit_z(pre: FloatArray, expected: FloatArray, sd: FloatArray) -> list[float | None]:
