@@ -35,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from service.config import Settings, get_settings
+from service.one_write import write_head_with_body
 from service.telemetry import TIMED_OUT
 
 # File descriptors kept free of connections: the listener, log files, the models, the metrics files.
@@ -283,7 +284,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """The head is in: the body's deadline starts."""
         self._wait(Phase.BODY, self.limits.body_timeout_s)
+        cycle = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not cycle:
+            write_head_with_body(self.cycle)
 
     def on_body(self, body: bytes) -> None:
         """Count the body's bytes against the worker's bound on unfinished bodies."""

@@ -57,21 +57,17 @@ def test_requests_are_spread_over_every_replica(cluster: tuple[Nginx, list[Repli
     assert served_by == {f"{HOST}:{r.port}" for r in replicas}
 
 
-def test_restarts_lose_no_request_and_a_kill_at_most_the_answers_it_cuts(cluster: tuple[Nginx, list[Replica]]) -> None:
-    """Every SIGTERM restart loses nothing. The SIGKILL loses nothing either, except a response the replica was
-    killed in the middle of writing: nginx has passed its headers on (uvicorn writes the head and the body in
-    two calls), so no proxy can retry it. Such a loss is a truncated body, at most one per client connection."""
+def test_restarts_and_a_kill_lose_no_request(cluster: tuple[Nginx, list[Replica]]) -> None:
+    """Every SIGTERM restart and the SIGKILL lose nothing: a killed replica's unanswered requests are retried by
+    nginx on another, and an answer it had written reached nginx whole (service/one_write.py)."""
     nginx, replicas = cluster
     before = len(nginx.access_log())
     with Load(nginx.port, threads=CLIENT_THREADS, max_requests=500_000, max_seconds=600) as load:
         restarts = rolling_restart(replicas)
     result = load.result
     print(f"{result.sent} requests, {len(result.failures)} failed, {result.rate:.0f}/s;", *restarts.steps, sep="\n  ")
-    killed = [p for p, t in zip(result.failures, result.failure_times, strict=True) if t >= restarts.kill_started]
-    assert len(killed) == len(result.failures), f"failed before the SIGKILL: {result.failures[:10]}"
-    assert all(problem.startswith("IncompleteRead") for problem in killed), killed
-    assert len(killed) <= CLIENT_THREADS
-    assert result.sent == result.ok + len(killed)
+    assert result.failures == []
+    assert result.sent == result.ok
     assert result.ok > 1000
     assert [r.starts for r in replicas] == [2, 3, 2]  # each restarted once, the middle one killed and restarted too
     # Every restarted replica took traffic again after its restart (the last step's replica included).
