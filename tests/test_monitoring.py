@@ -164,6 +164,25 @@ def test_p_values_equal_scipy_on_the_same_rows(
         assert got[name]["p_value"] == pytest.approx(p_value, rel=1e-9, abs=1e-300), name
 
 
+@pytest.mark.parametrize("variant", ["batchnorm", "plain"])
+def test_v2_inference_feeds_the_same_window_as_predict(
+    client: TestClient, training_rows: FloatArray, variant: str
+) -> None:
+    """The same passengers sent through the Open Inference Protocol (NaN: unknown age) give the same report."""
+    rows = window(training_rows, 11, ages_60_percent_missing)
+    through_predict = monitor(client, rows)
+    assert feature_drift(monitor(client, window(training_rows, 12)))["age_missing"] is False  # other rows in between
+    tensor = {"name": "features", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}
+    request = json.dumps({"inputs": [tensor]})  # an unknown age as NaN, as Python's json and tritonclient write it
+    answer = client.post(f"/v2/models/{variant}/infer", content=request, headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    report = client.get("/monitoring").json()
+    assert report["window"]["size"] == WINDOW
+    assert report["features"] == through_predict["features"]
+    assert report["activations"] == through_predict["activations"]
+    assert feature_drift(report)["age_missing"] is True
+
+
 def hooked_inputs(model: nn.Module, hooked: type[nn.Module], x: FloatArray) -> list[FloatArray]:
     """The inputs of every `hooked` module of `model` on model inputs `x`, captured by forward hooks."""
     seen: list[FloatArray] = []

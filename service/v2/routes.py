@@ -33,7 +33,7 @@ from service.v2.schemas import (
     ServerMetadata,
     V2Error,
 )
-from survival.features import FEATURES
+from survival.features import FEATURES, FloatArray
 from survival.variants import VARIANTS
 
 SERVER_NAME: Final[str] = "titanic-bn-service"
@@ -250,17 +250,20 @@ async def infer_answer(request: Request, name: str, version: str | None) -> Resp
     body = await read_body(request, settings.max_body_bytes)
     header_length = request.headers.get(codec.HEADER_LENGTH)
     if len(body) > INLINE_MAX_BYTES:
-        content, headers, rows = await run_in_threadpool(infer, registry, served, body, header_length, settings)
+        content, headers, raw = await run_in_threadpool(infer, registry, served, body, header_length, settings)
     else:
-        content, headers, rows = infer(registry, served, body, header_length, settings)
-    telemetry_of(request).count_predictions(served.name, rows)
+        content, headers, raw = infer(registry, served, body, header_length, settings)
+    telemetry_of(request).count_predictions(served.name, raw.shape[0])
+    monitor = request.app.state.monitor
+    if monitor is not None:
+        monitor.observe(raw)  # served passengers, as through /predict: checked by the input rules, NaN unknown
     return Response(content, headers=headers)
 
 
 def infer(
     registry: Registry, served: ServedModel, body: bytes, header_length: str | None, settings: Settings
-) -> tuple[bytes, dict[str, str], int]:
-    """Decode, predict and encode: the answer's body, its headers and the number of passengers."""
+) -> tuple[bytes, dict[str, str], FloatArray]:
+    """Decode, predict and encode: the answer's body, its headers and the passengers' raw rows."""
     decoded = codec.decode(body, header_length, max_elements=settings.max_batch_size * len(FEATURES))
     wanted = decoded.outputs if decoded.outputs is not None else {o.name: decoded.binary_output for o in OUTPUTS}
     unknown = [n for n in wanted if n not in (PROBABILITY, SURVIVED)]
@@ -276,7 +279,7 @@ def infer(
     answer["parameters"] = {"run_id": registry.run_id}
     binary = {n for n, as_binary in wanted.items() if as_binary}
     content, headers = codec.encode(answer, tensors, binary)
-    return content, headers, raw.shape[0]
+    return content, headers, raw
 
 
 @router.post(
