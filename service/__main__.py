@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    # Imported only now: torch takes seconds to import, and a bad setting should be reported at once.
+    # Imported only now: NumPy and the checkpoints take most of a second, and a bad setting is reported at once.
     from service.registry import Registry
     from survival.checkpoint import CheckpointError
 
