@@ -3,11 +3,12 @@
 Usage:
     .venv/bin/python bench/bench_lb.py [--models DIR] [--seconds 10] [--connections 32] [--json FILE]
 
-For 1 and then 3 replicas (each `uvicorn service.main:app`, one worker, on a free loopback port) behind nginx on
-a free loopback port: single-passenger POST /predict for --seconds at --connections with wrk (Debian's `wrk`;
-without it a Python client of 8 threads, which measures mostly itself), one replica directly as the baseline.
-Then, with 3 replicas, the Python client runs while every replica is restarted in turn (SIGTERM, start, ready)
-and one is killed with SIGKILL: requests, failures, throughput. Without --models a quick pair is trained first.
+For 1 and then 3 replicas (each `python -m service`, the shipped server: one worker, on a free loopback port)
+behind nginx on a free loopback port: single-passenger POST /predict for --seconds at --connections with wrk
+(Debian's `wrk`; without it a Python client of 8 threads, which measures mostly itself), one replica directly
+as the baseline. Then, with 3 replicas, the Python client runs while every replica is restarted in turn
+(SIGTERM, start, ready) and one is killed with SIGKILL: requests, failures, throughput. Without --models a quick
+pair is trained first.
 
 On a 2-core machine the replicas, nginx and the load generator share the same two cores, so 3 replicas cannot
 show 3x one replica's throughput here: the figures say what the proxy costs and that restarts lose nothing.
