@@ -1,6 +1,6 @@
 """The benchmark's app: the served app plus `POST /_trivial`, the ceiling of this stack (bench only).
 
-Served by bench/bench_service.py as `uvicorn bench_app:app --app-dir bench` with MODEL_DIR set; the
+Served by bench/bench_service.py as `python -m service --app bench_app:app` (bench/ on PYTHONPATH); the
 extra route exists only here, never in `service.main:app`.
 """
 

@@ -4,14 +4,14 @@ Usage:
     .venv/bin/python bench/bench_footprint.py [--models DIR] [--repeats 5] [--check]
 
 Starts the shipped server, `python -m service` (one worker, 127.0.0.1, a free port, every other setting its
-default), --repeats times and measures, from the moment the process is spawned, the time until GET /ready
-answers 200 (polled every 5 ms) and the CPU time the process used by then (a busy machine inflates it far less
-than wall time); then, after 50 single-passenger POST /predict and one GET /monitoring, the process's RSS and
-PSS (/proc/PID/smaps_rollup). It runs with input monitoring on (MONITOR=1, the default) and off (MONITOR=0).
-For comparison: the app in a process that imported torch first (`uvicorn service.main:app` after
-`import torch`), what every worker paid before the service read the torch-free served form; and the floor of
-the stack, a FastAPI app with nothing but GET /ready (bench/bare_app.py) under uvicorn. Without --models a
-quick pair is trained first (5 epochs, into a temp dir).
+default), --repeats times and measures, from the moment the process is spawned, the time until GET /ready answers
+200 (polled every 5 ms) and the CPU time the process used by then (a busy machine inflates it far less than wall
+time); then, after 50 single-passenger POST /predict, one batch of 1,000 (a full monitoring window) and one GET
+/monitoring (every drift test computed), the process's RSS and PSS (/proc/PID/smaps_rollup). It runs with input
+monitoring on (MONITOR=1, the default) and off (MONITOR=0). For comparison: the app in a process that imported torch
+first (`uvicorn service.main:app` after `import torch`), what every worker paid before the service read the
+torch-free served form; and the floor of the stack, a FastAPI app with nothing but GET /ready (bench/bare_app.py)
+under uvicorn. Without --models a quick pair is trained first (5 epochs, into a temp dir).
 
 Targets (issue 11): cold start <= 0.7 s (the shipped settings), <= 80 MB per worker with monitoring off, <= 120 MB
 with it on.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import statistics
 import subprocess
@@ -38,6 +39,10 @@ TARGET_READY_S: Final[float] = 0.7
 TARGET_RSS_MB: Final[float] = 80.0
 TARGET_RSS_MONITOR_MB: Final[float] = 120.0
 PREDICT_BODY: Final[bytes] = b'{"pclass":3,"fare":7.25,"age":22}'
+# 1,000 varied passengers: the default monitoring window, full.
+WINDOW_BODY: Final[bytes] = json.dumps(
+    {"passengers": [{"pclass": 1 + i % 3, "fare": 5.0 + i % 200, "age": 1.0 + i % 70} for i in range(1000)]}
+).encode()
 UVICORN_ARGS: Final[list[str]] = ["--host", HOST, "--no-access-log", "--log-level", "warning"]
 # The old footprint: the app in a process that has imported torch (as the service did until the served form).
 WITH_TORCH: Final[str] = "import sys, torch; from uvicorn.main import main; sys.argv[0] = 'uvicorn'; main()"
@@ -121,7 +126,8 @@ def cold_start(models: Path, config: str) -> Sample:
         if config != FLOOR:
             for _ in range(50):
                 expect_ok(port, "POST", "/predict", PREDICT_BODY)
-            expect_ok(port, "GET", "/monitoring")  # with MONITOR=1: a report computed (window of 50)
+            expect_ok(port, "POST", "/predict", WINDOW_BODY)
+            expect_ok(port, "GET", "/monitoring")  # with MONITOR=1: a full window, every drift test computed
         rss, pss = memory_mib(proc.pid)
         return Sample(ready_s, cpu_s, rss, pss)
     finally:

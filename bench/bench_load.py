@@ -5,13 +5,13 @@ Usage:
                                          [--batch-share 0.10] [--csv-share 0.01] [--warmup 2000]
                                          [--client raw|httpx] [--max-seconds 600] [--json FILE] [--check]
 
-Starts ONE uvicorn worker (`uvicorn service.main:app`, `--no-access-log`) on 127.0.0.1 at a free port with
-MODEL_DIR=--models; without --models a quick pair of checkpoints is trained first (5 epochs, into a temp dir).
-An asyncio client in a separate process then sends exactly --requests POST /predict requests at
---concurrency (one kept-alive connection per worker): about 89 % single passengers (JSON), 10 % batches of 100
-(JSON) and 1 % Kaggle-style CSV (20 rows, half of them asking for a submission CSV back), from seeded pools of
-distinct bodies. A request counts as an error unless it is answered 200 with the expected kind of body; a
-transport error or a timeout counts too.
+Starts the shipped server (`python -m service`, one worker, access log and monitoring on) on 127.0.0.1 at a free
+port with MODEL_DIR=--models; without --models a quick pair of checkpoints is trained first (5 epochs, into a temp
+dir). An asyncio client in a separate process then sends exactly --requests POST /predict requests at --concurrency
+(one kept-alive connection per worker): about 89 % single passengers (JSON), 10 % batches of 100 (JSON) and 1 %
+Kaggle-style CSV (20 rows, half of them asking for a submission CSV back), from seeded pools of distinct bodies. A
+request counts as an error unless it is answered 200 with the expected kind of body; a transport error or a timeout
+counts too.
 
 Reports errors, requests/s, p50/p99 latency (overall and per kind) and the server's resident memory (VmRSS from
 /proc/<pid>/status) when ready, after a warm-up of --warmup requests, and after the run. Targets: 0 errors and
@@ -293,7 +293,9 @@ def main() -> int:
             rss_before, cpu_before = vm_rss_kib(pid), cpu_seconds(pid)
             tally = pool.submit(drive, args.client, port, planned, args.concurrency, args.max_seconds).result()
             rss_after, server_cpu = vm_rss_kib(pid), cpu_seconds(pid) - cpu_before
-            server_log = (work / "server.log").read_text(errors="replace").strip()
+            # uvicorn's own messages, not the access log's JSON lines (one per request).
+            lines = (work / "server.log").read_text(errors="replace").splitlines()
+            server_log = "\n".join(line for line in lines if not line.startswith('{"time"')).strip()
 
     done = sum(len(v) for v in tally.latencies.values())
     every = [x for v in tally.latencies.values() for x in v]

@@ -1,18 +1,17 @@
 """Benchmark: do big batches stall the service? Single-passenger latency and throughput alone, then while
-10,000-row JSON and CSV batches arrive at concurrency 8, in one run against one uvicorn worker.
+10,000-row JSON and CSV batches arrive at concurrency 8, in one run against the shipped server, one worker.
 
 Usage:
     .venv/bin/python bench/bench_mixed.py [--models DIR] [--duration 10] [--warmup 2] [--concurrency 1]
                                           [--batch-clients 8] [--batch-size 10000] [--client auto|wrk|httpx]
                                           [--check]
 
-Starts `uvicorn service.main:app` (one worker, loopback, a free port; without --models a quick pair of
-checkpoints is trained first). Phase 1 times single-passenger POST /predict alone (wrk, `--concurrency`
-connections). Phase 2 repeats it while `--batch-clients` closed-loop clients (threads of this process, one
-kept-alive connection each) post 10,000-passenger batches, half of them as JSON, half as Kaggle-style CSV.
-Prints both, the batches' own latency and count, and PASS/MISS for the targets: single-passenger p99 under 50 ms
-and throughput at least a quarter of alone, while the batches arrive. --check exits 1 when one is missed.
-"""
+Starts `python -m service` (one worker, the shipped settings: access log and monitoring on; loopback, a free port;
+without --models a quick pair of checkpoints is trained first). Phase 1 times single-passenger POST /predict alone
+(wrk, `--concurrency` connections). Phase 2 repeats it while `--batch-clients` closed-loop clients (threads of this
+process, one kept-alive connection each) post 10,000-passenger batches, half of them as JSON, half as Kaggle-style
+CSV. Prints both, the batches' own latency and count, and PASS/MISS for the targets: single-passenger p99 under 50
+ms and throughput at least a quarter of alone, while the batches arrive. --check exits 1 when one is missed."""
 
 from __future__ import annotations
 

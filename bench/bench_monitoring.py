@@ -5,7 +5,7 @@ Usage:
                                                [--client auto|wrk|httpx] [--check]
 
 In one run, alternating (on, off, on, off, ...: --rounds each, so a change of the machine's load hits both),
-starts ONE uvicorn worker of `service.main:app` on 127.0.0.1 at a free port with MONITOR=1 or MONITOR=0 and
+starts the shipped server (`python -m service`, one worker) on 127.0.0.1 at a free port with MONITOR=1 or MONITOR=0 and
 measures single-passenger POST /predict (both models) at concurrency 16 (wrk, one thread; or the async Python
 client of bench_service.py). With monitoring on it then fills the window
 (1,000 passengers) and times 200 sequential GET /monitoring on one keep-alive connection. Without --models a

@@ -4,12 +4,12 @@ Usage:
     .venv/bin/python bench/bench_swap.py [--models DIR] [--concurrency 32] [--duration 20] [--baseline 10]
                                          [--poll 1.0] [--check]
 
-Starts one uvicorn worker (RELOAD_POLL_S=--poll) on a copy of the models (a quick pair when none is given), and
-drives it with --concurrency keep-alive connections (an asyncio client in this process): first --baseline
-seconds without swaps, then --duration seconds during which three new runs are saved (each becoming `current`)
-and the first of them is promoted back, evenly spaced. Prints requests, failures, the runs seen, for each flip
-the time to the first answer of the new run and to the last answer of an older one (after which every answer
-is the new run's), and p50/p99 latency with and without swaps.
+Starts the shipped server (`python -m service`, one worker, RELOAD_POLL_S=--poll) on a copy of the models (a quick
+pair when none is given), and drives it with --concurrency keep-alive connections (an asyncio client in this
+process): first --baseline seconds without swaps, then --duration seconds during which three new runs are saved
+(each becoming `current`) and the first of them is promoted back, evenly spaced. Prints requests, failures, the runs
+seen, for each flip the time to the first answer of the new run and to the last answer of an older one (after which
+every answer is the new run's), and p50/p99 latency with and without swaps.
 
 Targets (issue 9): 0 failures, every answer on the new run within 2 s of a flip, p99 during swaps within 2x of
 p99 without. --check exits 1 on a miss.

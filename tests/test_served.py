@@ -24,7 +24,7 @@ from training.data import load_csv
 from training.fold import fold_layers
 
 # Libraries the service must never load: their directories in a process's memory map give them away.
-HEAVY_LIBRARIES: Final = ("torch", "pandas", "sklearn")
+HEAVY_LIBRARIES: Final = ("torch", "pandas", "sklearn", "scipy")
 
 
 def test_served_form_equals_the_eval_mode_torch_model_on_all_891_passengers(model_dir: Path) -> None:
@@ -69,11 +69,17 @@ def server(model_dir: Path) -> Iterator[tuple[int, int]]:
         yield port, process.pid
 
 
-def test_the_service_process_never_loads_torch_pandas_or_sklearn(server: tuple[int, int]) -> None:
+def test_the_service_process_never_loads_torch_pandas_sklearn_or_scipy(server: tuple[int, int]) -> None:
     port, pid = server
     # Exercise every route family first, so a lazy import anywhere would have happened.
     status, body = request(port, "POST", "/predict", json.dumps({"pclass": 3, "fare": 7.25, "age": 22}).encode())
     assert status == 200, body
+    # A full monitoring report (every drift test runs from 100 passengers) and a V2 inference.
+    rows = [{"pclass": 1 + i % 3, "fare": 5.0 + i, "age": 1.0 + i % 70} for i in range(150)]
+    assert request(port, "POST", "/predict", json.dumps({"passengers": rows}).encode())[0] == 200
+    assert json.loads(request(port, "GET", "/monitoring")[1])["drift"] is not None
+    tensor = {"name": "features", "shape": [1, 3], "datatype": "FP64", "data": [3, 7.25, 22]}
+    assert request(port, "POST", "/v2/models/plain/infer", json.dumps({"inputs": [tensor]}).encode())[0] == 200
     for path in ("/models", "/metrics", "/metrics/prometheus", "/runs", "/docs", "/openapi.json"):
         assert request(port, "GET", path)[0] == 200, path
     assert mapped_heavy_libraries(pid) == set()
