@@ -68,6 +68,14 @@ def test_a_batch_logs_its_rows_and_the_model_that_answered(json_server: Server) 
     assert (line["rows"], line["models"]) == (30, ["plain"])
 
 
+def test_a_v2_inference_logs_its_rows_and_model(json_server: Server, model_dir: Path) -> None:
+    tensor = {"name": "features", "shape": [4, 3], "datatype": "FP64", "data": [3, 7.25, 22] * 4}
+    answer, line = logged(json_server, "POST", "/v2/models/batchnorm/infer", json.dumps({"inputs": [tensor]}).encode())
+    assert answer.status == 200
+    assert (line["route"], line["rows"], line["models"]) == ("/v2/models/{name}/infer", 4, ["batchnorm"])
+    assert line["run_id"] == current_run_dir(model_dir).name
+
+
 @pytest.mark.parametrize("sent", ["has space", "x" * 129, "semi;colon", 'quote"d', "ünïcode"])
 def test_an_insane_request_id_is_replaced_by_a_generated_one(json_server: Server, sent: str) -> None:
     answer, line = logged(json_server, "GET", "/health", None, **{"X-Request-ID": sent.encode().decode("latin-1")})

@@ -8,13 +8,15 @@ reads), with the same statuses as the rest of the API.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, Final
 
+import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
 
+from service.access_log import note_answer
 from service.config import Settings
 from service.deps import registry_of, settings_of, telemetry_of
 from service.errors import ApiError
@@ -44,9 +46,6 @@ OUTPUTS: Final[tuple[MetadataTensor, ...]] = (
     MetadataTensor(name=SURVIVED, datatype="BOOL", shape=[-1]),
 )
 BODY_TYPES: Final[tuple[str, ...]] = ("", "application/json", "application/octet-stream")
-# Bodies up to this size (about 2,000 passengers as JSON) are answered on the event loop; bigger ones in a
-# worker thread, so one large batch never holds up the other clients.
-INLINE_MAX_BYTES: Final[int] = 64 * 1024
 ERROR_BODY: Final[dict[str, Any]] = {"model": V2Error}
 
 
@@ -249,11 +248,14 @@ async def infer_answer(request: Request, name: str, version: str | None) -> Resp
         raise ApiError(415, f"Content-Encoding {encoding[:20]} is not supported; send the body uncompressed")
     body = await read_body(request, settings.max_body_bytes)
     header_length = request.headers.get(codec.HEADER_LENGTH)
-    if len(body) > INLINE_MAX_BYTES:
-        content, headers, raw = await run_in_threadpool(infer, registry, served, body, header_length, settings)
+    job = partial(infer, registry, served, body, header_length, settings)
+    if len(body) > settings.inline_max_bytes:
+        # As /predict: a big body is decoded, predicted and encoded off the loop, one big body at a time.
+        content, headers, raw = await anyio.to_thread.run_sync(job, limiter=request.app.state.batch_limiter)
     else:
-        content, headers, raw = infer(registry, served, body, header_length, settings)
+        content, headers, raw = job()
     telemetry_of(request).count_predictions(served.name, raw.shape[0])
+    note_answer(request.scope, raw.shape[0], (served.name,), registry.run_id)
     monitor = request.app.state.monitor
     if monitor is not None:
         monitor.observe(raw)  # served passengers, as through /predict: checked by the input rules, NaN unknown
