@@ -4,12 +4,13 @@ Usage:
     .venv/bin/python bench/bench_monitoring.py [--models DIR] [--duration 8] [--warmup 2] [--rounds 2]
                                                [--client auto|wrk|httpx] [--check]
 
-In one run, alternating (on, off, on, off, ...: --rounds each, so a change of the machine's load hits both),
-starts the shipped server (`python -m service`, one worker) on 127.0.0.1 at a free port with MONITOR=1 or MONITOR=0 and
-measures single-passenger POST /predict (both models) at concurrency 16 (wrk, one thread; or the async Python
-client of bench_service.py). With monitoring on it then fills the window
-(1,000 passengers) and times 200 sequential GET /monitoring on one keep-alive connection. Without --models a
-quick pair of checkpoints is trained first (5 epochs, into a temp dir).
+In one run, alternating (on, off, on, off, ...: --rounds each, so a change of the machine's load hits both), starts
+the shipped server (`python -m service`, one worker) on 127.0.0.1 at a free port with MONITOR=1 or MONITOR=0 and
+measures single-passenger POST /predict (both models) at concurrency 16 (wrk, one thread; or the async Python client
+of bench_service.py). With monitoring on it then fills the window (1,000 passengers) and times 200 sequential GET
+/monitoring on one keep-alive connection. Without --models a quick pair of checkpoints is trained first (5 epochs,
+into a temp dir). Then, in this process, what monitoring adds to one request (Monitor.observe of one passenger) and
+what a report costs (Monitor.report on a full window), free of the noise of comparing two server processes.
 
 Targets (issue 13): monitoring costs at most 5 % of the throughput; GET /monitoring with a full window answers
 in under 20 ms (median; p99 printed too). The worker's memory with monitoring on and off: bench/bench_footprint.py.
@@ -39,6 +40,8 @@ TARGET_COST: Final[float] = 0.05
 TARGET_GET_MS: Final[float] = 20.0
 WINDOW: Final[int] = 1000
 GETS: Final[int] = 200
+OBSERVES: Final[int] = 20_000
+REPORTS: Final[int] = 50
 
 
 def window_body() -> bytes:
@@ -71,6 +74,36 @@ def time_monitoring(port: int) -> list[float]:
         return times
     finally:
         conn.close()
+
+
+def in_process(models: Path) -> tuple[float, float]:
+    """Microseconds of Monitor.observe for one passenger, milliseconds of Monitor.report on a full window.
+
+    Timed in this process, on the served registry of `models`: what monitoring adds to a request and to a
+    report, without the noise of comparing two server processes.
+    """
+    import numpy as np
+
+    from service.monitoring.monitor import Monitor
+    from service.registry import Registry
+
+    monitor = Monitor(Registry.load(models), capacity=WINDOW, min_size=100, alpha=0.05)
+    one = np.array([[3.0, 7.25, 22.0]])
+    start = time.perf_counter()
+    for _ in range(OBSERVES):
+        monitor.observe(one)
+    observe_us = (time.perf_counter() - start) / OBSERVES * 1e6
+    passengers = json.loads(window_body())["passengers"]
+    rows = np.array([[p["pclass"], p["fare"], np.nan if p["age"] is None else p["age"]] for p in passengers])
+    monitor.observe(rows)
+    times = []
+    for _ in range(REPORTS):
+        start = time.perf_counter()
+        report = monitor.report()
+        times.append((time.perf_counter() - start) * 1e3)
+    if report.drift is None:
+        raise RuntimeError("the in-process report ran no test")
+    return observe_us, statistics.median(times)
 
 
 def verdict(ok: bool) -> str:
@@ -109,6 +142,7 @@ def main() -> int:
                     if on:
                         gets += time_monitoring(port)
                 print(f"round {round_no + 1}, MONITOR={int(on)}: {load.rps:,.0f} requests/s, p99 {load.p99_ms:.2f} ms")
+        observe_us, report_ms = in_process(models)
     on_rps, off_rps = statistics.median(rps[True]), statistics.median(rps[False])
     cost = 1 - on_rps / off_rps
     get_p50 = statistics.median(gets)
@@ -125,6 +159,10 @@ def main() -> int:
         f"| GET /monitoring, full window of {WINDOW} ({len(gets)} requests) "
         f"| p50 {get_p50:.2f} ms, p99 {get_p99:.2f} ms"
         f" | | < {TARGET_GET_MS:.0f} ms: {verdict(get_p50 < TARGET_GET_MS)} |"
+    )
+    print(
+        f"in process: Monitor.observe of one passenger {observe_us:.1f} us; Monitor.report on a full window "
+        f"{report_ms:.1f} ms (median of {REPORTS})"
     )
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     ok = cost <= TARGET_COST and get_p50 < TARGET_GET_MS
