@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from conftest import REPO_DIR
 from server_process import launch
 
 from survival.checkpoint import CURRENT_LINK, SERVED_FILE
@@ -91,3 +92,25 @@ def test_plain_uvicorn_with_two_workers_stops_instead_of_respawning(model_dir: P
     assert 1 <= len(errors) <= 2, stderr
     assert errors[0].startswith("error: cannot load the models: "), errors[0]
     assert "batchnorm" in errors[0]
+
+
+def test_the_served_app_freezes_its_start_up_heap_and_a_test_app_does_not(model_dir: Path) -> None:
+    """A server's full collections walk only what came after start-up (service/main.py says why)."""
+    code = (
+        "import gc\n"
+        "from fastapi.testclient import TestClient\n"
+        "from service.config import Settings\n"
+        "from service.main import app, create_app\n"
+        "with TestClient(app) as client:\n"
+        "    assert client.get('/ready').status_code == 200\n"
+        "    served = gc.get_freeze_count()\n"
+        "gc.unfreeze()\n"
+        f"with TestClient(create_app(Settings(model_dir={str(model_dir)!r}))):\n"
+        "    print(served, gc.get_freeze_count())\n"
+    )
+    env = {"MODEL_DIR": str(model_dir), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_DIR)
+    assert result.returncode == 0, result.stderr
+    served, tested = (int(v) for v in result.stdout.split()[-2:])
+    assert served > 10_000  # the app, its libraries and both models
+    assert tested == 0
