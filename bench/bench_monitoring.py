@@ -5,13 +5,15 @@ Usage:
                                                [--client auto|wrk|httpx] [--check]
 
 In one run, alternating (on, off, off, on, on, off, ...: --rounds each, so a change of the machine's load and any
-favour of a pair's first server hit both), starts
-the shipped server (`python -m service`, one worker) on 127.0.0.1 at a free port with MONITOR=1 or MONITOR=0 and
-measures single-passenger POST /predict (both models) at concurrency 16 (wrk, one thread; or the async Python client
-of bench_service.py). With monitoring on it then fills the window (1,000 passengers) and times 200 sequential GET
-/monitoring on one keep-alive connection. Without --models a quick pair of checkpoints is trained first (5 epochs,
-into a temp dir). Then, in this process, what monitoring adds to one request (Monitor.observe of one passenger) and
-what a report costs (Monitor.report on a full window), free of the noise of comparing two server processes.
+favour of a pair's first server hit both), starts the shipped server (`python -m service`, one worker) on 127.0.0.1
+at a free port with MONITOR=1 or MONITOR=0 and measures single-passenger POST /predict (both models) at concurrency
+16 (wrk, one thread; or the async Python client of bench_service.py). With monitoring on it then fills the window
+(1,000 passengers) and times 200 sequential GET /monitoring on one keep-alive connection. Without --models a quick
+pair of checkpoints is trained first (5 epochs, into a temp dir). Then, in this process, what monitoring adds to one
+request (Monitor.observe of one passenger) and what a report costs (Monitor.report on a full window), free of the
+noise of comparing two server processes. Last, an A/A control in this process: three apps (monitoring off, on, off)
+called directly through ASGI in ABBA rounds; how far the two identical off apps differ is the resolution against
+which the on app's cost can be read.
 
 Targets (issue 13): monitoring costs at most 5 % of the throughput (the median over the rounds of each on/off pair's
 cost); GET /monitoring with a full window answers in under 20 ms (median; p99 printed too). The worker's memory with
@@ -22,6 +24,8 @@ monitoring on and off: bench/bench_footprint.py.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -32,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from bench_service import measure
 from server import HOST, models_or_quick_pair, serving
@@ -43,6 +47,9 @@ TARGET_GET_MS: Final[float] = 20.0
 WINDOW: Final[int] = 1000
 GETS: Final[int] = 200
 OBSERVES: Final[int] = 20_000
+APP_CONTROL: Final[tuple[tuple[str, bool], ...]] = (("off A", False), ("on", True), ("off B", False))
+APP_ROUNDS: Final[int] = 8
+APP_REQUESTS: Final[int] = 2_000
 REPORTS: Final[int] = 50
 
 
@@ -108,6 +115,51 @@ def in_process(models: Path) -> tuple[float, float]:
     return observe_us, statistics.median(times)
 
 
+async def asgi_requests(app: Any, n: int) -> float:
+    """Microseconds per single-passenger POST /predict, calling the ASGI app directly (no sockets)."""
+    body = b'{"pclass":3,"fare":7.25,"age":22}'
+    headers = [(b"host", b"bench"), (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    scope: dict[str, Any] = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST"}
+    scope |= {"scheme": "http"}
+    scope |= {"path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "", "headers": headers}
+    scope |= {"client": (HOST, 1), "server": (HOST, 8000)}
+    statuses: set[int] = set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    start = time.perf_counter()
+    for _ in range(n):
+        await app(dict(scope, state={}), receive, send)
+    if statuses != {200}:
+        raise RuntimeError(f"POST /predict answered {statuses}")
+    return (time.perf_counter() - start) / n * 1e6
+
+
+async def app_control(models: Path) -> dict[str, float]:
+    """Median us per request of three apps in this process, off, on, off, in ABBA rounds: the two off apps are
+    the A/A control, how far two identical apps differ, against which the on app's cost can be read."""
+    from service.config import Settings
+    from service.main import create_app
+
+    apps, stack = {}, contextlib.AsyncExitStack()
+    async with stack:
+        for name, on in APP_CONTROL:
+            app = create_app(Settings(model_dir=models, monitor=on, access_log=False))
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            apps[name] = app
+            await asgi_requests(app, 300)  # warm
+        times: dict[str, list[float]] = {name: [] for name in apps}
+        for round_no in range(APP_ROUNDS):
+            for name in list(apps) if round_no % 2 == 0 else list(apps)[::-1]:
+                times[name].append(await asgi_requests(apps[name], APP_REQUESTS))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def verdict(ok: bool) -> str:
     """PASS or MISS."""
     return "PASS" if ok else "MISS"
@@ -147,6 +199,7 @@ def main() -> int:
                         gets += time_monitoring(port)
                 print(f"round {round_no + 1}, MONITOR={int(on)}: {load.rps:,.0f} requests/s, p99 {load.p99_ms:.2f} ms")
         observe_us, report_ms = in_process(models)
+        control = asyncio.run(app_control(models))
     on_rps, off_rps = statistics.median(rps[True]), statistics.median(rps[False])
     # Each round is a pair (on, then off) started back to back: the median of the pairs' costs is less moved
     # by the machine's drift than the ratio of the two medians.
@@ -171,6 +224,13 @@ def main() -> int:
     print(
         f"in process: Monitor.observe of one passenger {observe_us:.1f} us; Monitor.report on a full window "
         f"{report_ms:.1f} ms (median of {REPORTS})"
+    )
+    off = (control["off A"] + control["off B"]) / 2
+    print(
+        f"in process, the ASGI app called directly ({APP_ROUNDS} ABBA rounds of {APP_REQUESTS} requests, access log "
+        f"off): on {control['on']:.0f} us/request, off {control['off A']:.0f} and {control['off B']:.0f} "
+        f"(cost {1 - off / control['on']:+.1%} against the mean of the two; the two identical off apps differ by "
+        f"{abs(control['off A'] - control['off B']) / off:.1%}: the resolution of this comparison)"
     )
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     ok = cost <= TARGET_COST and get_p50 < TARGET_GET_MS
