@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -173,6 +173,21 @@ def measure(client: str, port: int, path: str, concurrency: int, warmup: float, 
     if warmup > 0:
         run_wrk(wrk, script, url, concurrency, warmup)
     return run_wrk(wrk, script, url, concurrency, duration)
+
+
+def at_once(client: str, ports: list[int], path: str, concurrency: int, seconds: float, work: Path) -> list[Load]:
+    """Load several servers at the same time, `concurrency` connections each, one load generator per server."""
+    urls = [f"http://{HOST}:{port}{path}" for port in ports]
+    if client == "httpx":
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=len(urls), mp_context=context) as procs:
+            return list(procs.map(httpx_load, urls, [concurrency] * len(urls), [seconds] * len(urls)))
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT.replace("{body}", SINGLE.decode()))
+    with ThreadPoolExecutor(max_workers=len(urls)) as threads:  # each thread waits on its own wrk process
+        return list(threads.map(lambda url: run_wrk(wrk, script, url, concurrency, seconds), urls))
 
 
 def batch_body(size: int) -> bytes:
