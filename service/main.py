@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,18 @@ from survival.study import STUDY_FILE
 
 logger = logging.getLogger("service")
 STATIC_DIR = Path(__file__).resolve().parent / "dashboard" / "static"
+DISTRIBUTION = "titanic-bn-service"  # pyproject.toml's [project] name
 DESCRIPTION = """Survival predictions from two versions of the same network, trained under identical conditions:
 `batchnorm` (Linear -> BatchNorm1d -> ReLU) and `plain` (Linear -> ReLU). Both answer by default.
 Validation metrics and the training curves are at `GET /metrics` (a dashboard in a browser)."""
+
+
+def package_version() -> str:
+    """The installed package's version (pyproject.toml's), shown by /openapi.json and GET /v2."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
 
 
 def create_app(
@@ -92,7 +102,7 @@ def create_app(
     checks = [Depends(KeyCheck(keys, settings.metrics_need_key, telemetry))] if keys.enabled else []
     app = FastAPI(
         title="Titanic survival: BatchNorm vs plain",
-        version="1.0.0",
+        version=package_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served offline by install_docs

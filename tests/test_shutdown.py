@@ -1,4 +1,4 @@
-"""SIGTERM on a real server: /ready turns 503 at once, requests already sent get their whole answer, exit 0."""
+"""SIGTERM on a real server: /ready and /v2/health/ready turn 503 at once, sent requests are answered, exit 0."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def test_sigterm_finishes_what_was_sent_and_exits_0(model_dir: Path, tmp_path: P
         start = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         ready = server.request("GET", "/ready")
+        v2_ready = server.request("GET", "/v2/health/ready")  # what a KServe or Triton client asks
         answers = [answer_of(s) for s in socks]
         server.process.wait(timeout=GRACEFUL_S + 20)
         took = time.monotonic() - start
@@ -62,6 +63,7 @@ def test_sigterm_finishes_what_was_sent_and_exits_0(model_dir: Path, tmp_path: P
             sock.close()
         stop(server)
     assert (ready.status, json.loads(ready.body)["status"]) == (503, "draining")
+    assert (v2_ready.status, json.loads(v2_ready.body)["ready"]) == (503, False)
     for answer in answers:
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), answer[:200]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,12 @@ def test_tritonclient_health_readiness_and_metadata(triton: Any, server_url: str
     assert triton.is_server_ready()
     server = triton.get_server_metadata()
     assert server["name"] == "titanic-bn-service"
+    # The installed package's version, as /openapi.json says too (it once said a made-up 1.0.0).
+    assert (
+        server["version"]
+        == metadata.version("titanic-bn-service")
+        == http_json(f"{server_url}/openapi.json")["info"]["version"]
+    )
     assert "binary_tensor_data" in server["extensions"]
     for model in MODELS:
         version = served_version(server_url, model)

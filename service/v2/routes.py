@@ -99,15 +99,14 @@ async def live() -> Liveness:
 @router.get(
     "/health/ready",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Models not loaded."}},
+    responses={503: {"model": Readiness, "description": "Models not loaded, or draining after a SIGTERM."}},
     summary="Server ready",
 )
 async def ready(request: Request) -> JSONResponse:
-    """200 when both models are loaded, else 503."""
-    loaded = getattr(request.app.state, "registry", None) is not None
-    return JSONResponse(
-        status_code=200 if loaded else 503, content=Readiness(ready=loaded).model_dump(exclude_none=True)
-    )
+    """200 when both models are loaded and no SIGTERM has arrived (as GET /ready), else 503."""
+    state = request.app.state
+    ready = getattr(state, "registry", None) is not None and not state.draining
+    return JSONResponse(status_code=200 if ready else 503, content=Readiness(ready=ready).model_dump(exclude_none=True))
 
 
 MODEL_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
