@@ -16,22 +16,23 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 
 
-def spin(cpu: int, start: float, slices: int, slice_s: float) -> list[int]:
-    """On `cpu`, from wall time `start`: loop iterations done in each of `slices` slices."""
+def spin(cpu: int, ready: Barrier, slices: int, slice_s: float, out: Queue[tuple[int, list[int]]]) -> None:
+    """On `cpu`, once every spinner is ready: loop iterations done in each of `slices` slices, put on `out`."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
-    while time.time() < start:
-        pass
-    counts = []
+    ready.wait()  # a spawned process takes a while to import; the slices start together once all have
+    start, counts = time.monotonic(), []
     for i in range(slices):
         end, n = start + (i + 1) * slice_s, 0
-        while time.time() < end:
+        while time.monotonic() < end:
             for _ in range(1000):
                 n += 1
         counts.append(n)
-    return counts
+    out.put((cpu, counts))
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ def measure(seconds: float = 10.0, slice_s: float = 0.5) -> Steadiness:
     """Spin on every CPU this process may use, all at once, and summarise the slices."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     slices = max(2, round(seconds / slice_s))
-    start = time.time() + 0.5  # every process has started by then
-    with multiprocessing.get_context("spawn").Pool(len(cpus)) as pool:
-        runs = pool.starmap(spin, [(cpu, start, slices, slice_s) for cpu in cpus])
+    context = multiprocessing.get_context("spawn")
+    ready, out = context.Barrier(len(cpus)), context.Queue()
+    spinners = [context.Process(target=spin, args=(cpu, ready, slices, slice_s, out)) for cpu in cpus]
+    for process in spinners:
+        process.start()
+    by_cpu = dict(out.get() for _ in spinners)
+    for process in spinners:
+        process.join()
+    runs = [by_cpu[cpu] for cpu in cpus]
     sd, worst = {}, {}
     for cpu, counts in zip(cpus, runs, strict=True):
         mean = statistics.mean(counts)
