@@ -158,9 +158,9 @@ def switched(port: int, client: str, seconds: float, work: Path) -> tuple[list[t
         answer = post(port, f"{AB_PATH}?seconds={seconds}&block={BLOCK_S}", b"", seconds + 60)
     finally:
         runner.join()
-    if load[0].errors:
-        raise RuntimeError(f"{load[0].errors} failed requests while switching monitoring")
-    blocks = [(bool(on), float(seconds), float(passengers)) for on, seconds, passengers in json.loads(answer)["blocks"]]
+    if not load or load[0].errors:
+        raise RuntimeError(f"the load generator failed ({load[0].errors if load else 'no result'}) while switching")
+    blocks = [(bool(on), float(spent), float(passengers)) for on, spent, passengers in json.loads(answer)["blocks"]]
     return blocks, load[0]
 
 
