@@ -6,7 +6,12 @@ GET instead and drops the body, so the headers (Content-Length included) are exa
 
 from __future__ import annotations
 
+from typing import Final
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Set in the GET scope that answers a HEAD, so the metrics and the access log count the HEAD as a HEAD.
+ANSWERS_HEAD: Final[str] = "service.answers_head"
 
 
 class HeadAsGetMiddleware:
@@ -28,4 +33,4 @@ class HeadAsGetMiddleware:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        await self.app({**scope, "method": "GET", ANSWERS_HEAD: True}, receive, send_without_body)

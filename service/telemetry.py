@@ -23,6 +23,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.access_log import REQUEST_ID_HEADER, AccessLog, request_id
+from service.head import ANSWERS_HEAD
 
 # Sub-millisecond buckets: a single prediction is answered in well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -166,7 +167,9 @@ class TelemetryMiddleware:
             seconds = time.perf_counter() - start
             if scope.get(TIMED_OUT):
                 status = 408  # the server answered 408 itself and dropped the app's answer
-            method, route = method_label(scope["method"]), self._route(scope)
+            # Inside HeadAsGetMiddleware a HEAD arrives as a GET; the client sent a HEAD, and it is counted as one.
+            method = "HEAD" if scope.get(ANSWERS_HEAD) else method_label(scope["method"])
+            route = self._route(scope)
             self.telemetry.observe(method, route, str(status), seconds)
             if self.access_log is not None:
                 self.access_log.write(scope, method, route, status, seconds, rid)

@@ -386,6 +386,17 @@ def test_head_works_where_get_does(client: TestClient) -> None:
     assert client.head("/predict").status_code == 405
 
 
+def test_a_head_is_counted_as_a_head_not_as_a_get(client: TestClient) -> None:
+    def count(method: str) -> float:
+        exposition = client.get("/metrics/prometheus").text
+        line = f'http_requests_total{{method="{method}",route="/ready",status="200"}} '
+        return sum(float(row.removeprefix(line)) for row in exposition.splitlines() if row.startswith(line))
+
+    head, get = count("HEAD"), count("GET")
+    assert client.head("/ready").status_code == 200
+    assert (count("HEAD"), count("GET")) == (head + 1, get)
+
+
 def test_redirects_never_point_at_the_clients_host(client: TestClient) -> None:
     root = client.get("/", headers={"host": "evil.example"}, follow_redirects=False)
     assert root.status_code in (302, 307)
