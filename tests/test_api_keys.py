@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from server_process import launch
+from server_process import HOST, launch, running
 from test_workers import value
 
 from service.auth import KeyRing
@@ -148,3 +150,24 @@ def test_the_launcher_warns_when_an_open_address_has_no_keys(tmp_path: Path) -> 
     status, stderr = launcher_stderr(tmp_path / "short", {"API_KEYS": "tiny-key"})
     assert status == 2
     assert "tiny-key" not in stderr
+
+
+def test_tritonclient_needs_a_key_for_v2_and_is_answered_with_one(model_dir: Path, tmp_path: Path) -> None:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    with running(tmp_path, model_dir, API_KEYS=DATA_KEY) as server:
+        client = httpclient.InferenceServerClient(url=f"{HOST}:{server.port}", network_timeout=30)
+        try:
+            features = httpclient.InferInput("features", [1, 3], "FP64")
+            features.set_data_from_numpy(np.array([[3.0, 7.25, 22.0]]))
+            with pytest.raises(InferenceServerException, match="API key"):
+                client.infer("plain", [features])
+            assert not client.is_server_ready()  # a 401, as for every data route
+            assert client.is_server_ready(headers=bearer(DATA_KEY))
+            result = client.infer("plain", [features], headers=bearer(DATA_KEY))
+            predicted = server.request("POST", "/predict?model=plain", SINGLE, {**JSON, **bearer(DATA_KEY)})
+            expected = json.loads(predicted.body)["predictions"][0]["plain"]["survival_probability"]
+            assert result.as_numpy("survival_probability").tolist() == [expected]
+        finally:
+            client.close()
