@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from uvicorn.config import STARTUP_FAILURE
 
@@ -20,6 +20,13 @@ def fail_start(message: str) -> NoReturn:
     # A uvicorn worker is a spawned child: it exits with uvicorn's start-up failure status, which the
     # supervisor treats as fatal (any other status makes it respawn the worker, forever).
     os._exit(STARTUP_FAILURE if multiprocessing.parent_process() is not None else 1)
+
+
+def readiness(state: Any) -> Literal["loading", "draining", "ready"]:
+    """What an app's state (`registry`, `draining`) says of taking traffic: GET /ready and /v2/health/ready."""
+    if state.draining:
+        return "draining"
+    return "loading" if getattr(state, "registry", None) is None else "ready"
 
 
 def install_drain(state: Any, drain_s: float) -> None:

@@ -10,7 +10,6 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +35,15 @@ from service.routes import admin, health, metrics, models, monitoring, predict, 
 from service.schemas import Passenger, PassengerBatch
 from service.telemetry import Telemetry, TelemetryMiddleware
 from service.v2 import routes as v2_routes
+from service.version import package_version
 from survival.checkpoint import CheckpointError
 from survival.study import STUDY_FILE
 
 logger = logging.getLogger("service")
 STATIC_DIR = Path(__file__).resolve().parent / "dashboard" / "static"
-DISTRIBUTION = "titanic-bn-service"  # pyproject.toml's [project] name
 DESCRIPTION = """Survival predictions from two versions of the same network, trained under identical conditions:
 `batchnorm` (Linear -> BatchNorm1d -> ReLU) and `plain` (Linear -> ReLU). Both answer by default.
 Validation metrics and the training curves are at `GET /metrics` (a dashboard in a browser)."""
-
-
-def package_version() -> str:
-    """The installed package's version (pyproject.toml's), shown by /openapi.json and GET /v2."""
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "0+unknown"
 
 
 def create_app(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from service.lifecycle import readiness
 from service.registry import Registry
 from service.schemas import Health
 
@@ -20,9 +21,8 @@ async def health() -> Health:
 @router.get("/ready", response_model=Health, responses={503: {"model": Health, "description": "Not ready."}})
 async def ready(request: Request) -> JSONResponse:
     """Readiness: 200 only when both models are loaded and no SIGTERM has arrived, else 503."""
-    if request.app.state.draining:
-        return JSONResponse(status_code=503, content=Health(status="draining").model_dump())
-    registry: Registry | None = getattr(request.app.state, "registry", None)
-    if registry is None:
-        return JSONResponse(status_code=503, content=Health(status="loading").model_dump())
+    status = readiness(request.app.state)
+    if status != "ready":
+        return JSONResponse(status_code=503, content=Health(status=status).model_dump())
+    registry: Registry = request.app.state.registry
     return JSONResponse(content=Health(status="ready", models=list(registry.models)).model_dump())

@@ -20,6 +20,7 @@ from service.access_log import note_answer
 from service.config import Settings
 from service.deps import registry_of, settings_of, telemetry_of
 from service.errors import ApiError
+from service.lifecycle import readiness
 from service.parsing import media_type, read_body
 from service.registry import Registry, ServedModel
 from service.routes.predict import THRESHOLD
@@ -35,10 +36,11 @@ from service.v2.schemas import (
     ServerMetadata,
     V2Error,
 )
+from service.version import DISTRIBUTION
 from survival.features import FEATURES, FloatArray
 from survival.variants import VARIANTS
 
-SERVER_NAME: Final[str] = "titanic-bn-service"
+SERVER_NAME: Final[str] = DISTRIBUTION
 PLATFORM: Final[str] = "numpy"  # folded float64 layers (see service/registry.py)
 PROBABILITY, SURVIVED = "survival_probability", "survived"
 OUTPUTS: Final[tuple[MetadataTensor, ...]] = (
@@ -104,8 +106,7 @@ async def live() -> Liveness:
 )
 async def ready(request: Request) -> JSONResponse:
     """200 when both models are loaded and no SIGTERM has arrived (as GET /ready), else 503."""
-    state = request.app.state
-    ready = getattr(state, "registry", None) is not None and not state.draining
+    ready = readiness(request.app.state) == "ready"
     return JSONResponse(status_code=200 if ready else 503, content=Readiness(ready=ready).model_dump(exclude_none=True))
 
 
