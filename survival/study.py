@@ -16,12 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from survival.jsonfile import JsonFileError, read_json_model
 from survival.variants import VARIANTS, VariantName
 
-STUDY_FORMAT_VERSION: Final = 2
+STUDY_FORMAT_VERSION: Final = 3
 # Written next to the checkpoints' `current` link.
 STUDY_FILE: Final[str] = "study.json"
 
 Scaling = Literal["raw", "standardized"]
 Verdict = Literal["holds", "does not hold", "not shown"]
+# How a claim is tested (the plan, training/study_plan.py, says which test each claim gets).
+TestName = Literal["corrected paired t", "corrected TOST", "exact McNemar", "not run"]
 Regularization = Literal["none", "dropout 0.2", "weight decay 1e-3"]
 
 
@@ -65,7 +67,7 @@ class StudySettings(_Frozen):
     hidden: list[int]
     val_fraction: float
     scalings: list[Scaling] = Field(min_length=1)
-    loss_threshold: float = Field(description="Training loss that counts as 'trained' for epochs-to-threshold.")
+    loss_thresholds: list[float] = Field(description="Training losses at which epochs-to-threshold is read.")
     device: str
     dtype: str
     threads: int
@@ -79,6 +81,16 @@ class Timings(_Frozen):
     sweep: float | None = None
     regularization: float | None = None
     ics: float | None = None
+
+
+class ReliabilityBin(_Frozen):
+    """One bin of predicted survival probability: its bounds, mean prediction, observed rate and row count."""
+
+    low: float
+    high: float
+    mean_predicted: float | None
+    observed: float | None
+    count: int
 
 
 class EpochPoint(_Frozen):
@@ -107,15 +119,24 @@ class ArmSummary(_Frozen):
     )
     best_epoch_accuracy: Stat = Field(description="OPTIMISTIC: picked on the validation set; never a result.")
     val_loss_auc: Stat = Field(description="Mean validation loss over all epochs (area under the curve / epochs).")
-    epochs_to_threshold: list[int | None] = Field(
-        description="Per resample, the first epoch whose training loss is below the threshold (None: never)."
+    train_loss_auc: Stat = Field(description="Mean training loss over all epochs (area under the curve / epochs).")
+    epochs_to_threshold: list[list[int | None]] = Field(
+        description="Per loss threshold (settings.loss_thresholds), per resample, the first epoch whose training "
+        "loss is below it (None: never)."
     )
+    ece: Stat = Field(description="Expected calibration error (10 equal-width bins) of the final validation output.")
+    reliability: list[ReliabilityBin] = Field(description="Reliability diagram, pooled over resamples.")
     collapsed: int = Field(description="Runs predicting one class for every validation row (or non-finite).")
     near_collapsed: int = Field(description="Runs predicting one class for >= 95 % (but not all) of the rows.")
     accuracy_without_collapsed: Stat | None = Field(description="Accuracy over the runs that did not collapse.")
     at_epochs: list[EpochPoint]
     curve_mean: list[float] = Field(description="Validation accuracy per epoch, mean over resamples.")
     curve_std: list[float]
+    curve_half95: list[float] = Field(description="Half-width of the corrected 95 % interval of curve_mean.")
+    train_loss_mean: list[float] = Field(description="Training loss per epoch, mean over resamples.")
+    train_loss_half95: list[float]
+    val_loss_mean: list[float] = Field(description="Validation loss per epoch, mean over resamples.")
+    val_loss_half95: list[float]
 
 
 class Comparison(_Frozen):
@@ -151,7 +172,7 @@ class SweepCell(_Frozen):
     scaling: Scaling
     accuracy: Stat
     val_loss_auc: Stat | None = Field(description="Over the runs that stayed finite; None when none did.")
-    epochs_to_threshold: list[int | None]
+    collapsed_runs: list[bool] = Field(description="Per resample, whether the run collapsed (or diverged).")
     collapsed: int
     near_collapsed: int
     diverged: int
@@ -168,26 +189,103 @@ class RegularizationCell(_Frozen):
     gap_log_loss: Stat
 
 
+class LayerIcs(_Frozen):
+    """Santurkar et al.'s (2018) internal covariate shift of one layer: its weights' gradient on a training batch
+    before and after the layers below it take their optimizer update, compared."""
+
+    layer: str = Field(description='"hidden layer 2", ..., "output layer".')
+    l2: Stat = Field(description="||G - G'||, mean over the measured steps.")
+    cosine: Stat = Field(description="cos(G, G'), mean over the measured steps (1: unchanged direction).")
+
+
+class LayerDrift(_Frozen):
+    """How far one layer's input distribution (the previous block's activations) moves from epoch to epoch."""
+
+    layer: str = Field(description='The layer whose inputs drift: "hidden layer 2", ..., "output layer".')
+    drift: Stat = Field(
+        description="Mean over epochs and units of (|change in the mean| + |change in the std|) / previous std of "
+        "the layer's inputs on the training set."
+    )
+
+
 class LayerShift(_Frozen):
-    """Santurkar et al. (2018) measures for one arm, per hidden layer, averaged over epochs."""
+    """Internal covariate shift (Santurkar et al.'s definition), input-distribution drift and gradient
+    predictiveness of one arm, per layer that has layers below it."""
 
     variant: VariantName
     scaling: Scaling
-    input_shift: list[Stat] = Field(
-        description="Per hidden layer: mean over epochs and units of (|change in the mean| + |change in the std|) "
-        "/ previous std of the layer's inputs on the training set, from one epoch to the next."
-    )
+    ics: list[LayerIcs]
+    input_drift: list[LayerDrift]
     gradient_change: Stat = Field(
-        description="Gradient predictiveness: mean over probes of ||grad(w) - grad(w - lr * grad(w))|| / ||grad(w)||."
+        description="Gradient predictiveness: mean over probes of ||grad(w) - grad(w - 0.1 * grad(w))|| / ||grad(w)||."
     )
+
+
+class ThresholdPoint(_Frozen):
+    """Epochs to one training-loss threshold, BN against plain, resample by resample (a paired sign test)."""
+
+    threshold: float
+    median_batchnorm: float | None = Field(description="Median over the resamples that reached it (None: none).")
+    median_plain: float | None
+    reached_batchnorm: int
+    reached_plain: int
+    bn_faster: int = Field(description="Resamples where BN got there first (a run that never did counts as last).")
+    plain_faster: int
+    ties: int
+    p_sign: float = Field(description="Two-sided exact sign test (binomial on the untied resamples); descriptive.")
+
+
+class SpeedCurve(_Frozen):
+    """Epochs to each training-loss threshold on one input scaling."""
+
+    scaling: Scaling
+    points: list[ThresholdPoint]
+
+
+class PlanRef(_Frozen):
+    """The declared plan the verdicts were read under (training/study_plan.py) and its hash."""
+
+    version: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    alpha: float
+    power: float
+    equivalence_margin: float = Field(description="Equivalence margin in accuracy (0.02: two points).")
+    primary: str = Field(description="The claim id of the primary outcome.")
+    family_size: int = Field(description="Claims tested, over which p_holm is adjusted.")
+
+
+class SeedsNeeded(_Frozen):
+    """How many seeds of this design the primary outcome needs to detect `effect_points` at the plan's power."""
+
+    effect_points: float
+    seeds: int | None = Field(description="None: no number of seeds reaches it with this design (the floor).")
+
+
+class Power(_Frozen):
+    """Power of the primary outcome's test, from its measured spread and the corrected variance."""
+
+    outcome: str
+    resamples: int
+    sd_points: float = Field(description="Sample std of the paired differences over resamples, in points.")
+    se_points: float = Field(description="Corrected standard error of the mean difference, in points.")
+    mde_points: float = Field(description="Smallest true difference detected with the plan's power at its alpha.")
+    mde_limit_points: float = Field(description="The MDE with infinitely many seeds (the correction's floor).")
+    seeds_needed: list[SeedsNeeded]
 
 
 class Claim(_Frozen):
-    """A claim of the experiment, the measurement that tests it and what it found, on one input scaling."""
+    """A claim of the experiment on one input scaling: its test, estimate, interval, p-values and verdict."""
 
+    id: str = Field(description="The plan's id of the claim.")
     claim: str
     scaling: Scaling
     measurement: str
+    test: TestName
+    estimate: float | None = Field(description="Mean paired difference (a minus b), or the collapse-rate difference.")
+    ci95: tuple[float, float] | None = Field(description="Corrected 95 % interval of the estimate (t tests only).")
+    margin: float | None = Field(description="Equivalence margin (TOST only).")
+    p_value: float | None = Field(description="Raw p-value of the test (None: not run).")
+    p_holm: float | None = Field(description="Holm-adjusted over every claim tested in this study.")
     result: str
     verdict: Verdict
 
@@ -195,8 +293,9 @@ class Claim(_Frozen):
 class StudyReport(_Frozen):
     """Everything `python -m training study` found, with what is needed to reproduce it."""
 
-    format_version: Literal[2] = STUDY_FORMAT_VERSION
+    format_version: Literal[3] = STUDY_FORMAT_VERSION
     created_at: str
+    plan: PlanRef
     data: StudyData
     settings: StudySettings
     timings_s: Timings
@@ -207,6 +306,8 @@ class StudyReport(_Frozen):
     sweep: list[SweepCell] | None = None
     regularization: list[RegularizationCell] | None = None
     ics: list[LayerShift] | None = None
+    speed: list[SpeedCurve]
+    power: Power
     claims: list[Claim]
     verdict: str
     versions: dict[str, str] = Field(default_factory=dict)

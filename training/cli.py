@@ -1,4 +1,5 @@
-"""Command line: `python -m training [train] ...` (default), `study`, `evaluate`, `export`, `runs`, `promote`."""
+"""Command line: `python -m training [train] ...` (default), `study`, `report`, `evaluate`, `export`, `runs`,
+`promote`."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from training.runs_cli import (
     runs_command,
     stderr_line,
 )
-from training.study import DEFAULT_LOSS_THRESHOLD, LONG_EPOCHS, StudyOptions, run_study, write_study
+from training.study import LONG_EPOCHS, StudyOptions, run_study, write_study
+from training.study_plan import DEFAULT_FOLDS, DEFAULT_SEEDS
 from training.study_table import table
 
 DEFAULT_DATA_PATH = Path("data/titanic.csv")
@@ -76,7 +78,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the batchnorm and plain variants under identical conditions and write both checkpoints. "
-        "Other commands (each with --help): study, evaluate, export, runs, promote.",
+        "Other commands (each with --help): study, report, evaluate, export, runs, promote.",
     )
     add_common(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: %(default)s)")
@@ -166,10 +168,18 @@ def study_parser() -> argparse.ArgumentParser:
     )
     add_common(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: %(default)s)")
-    parser.add_argument("--seeds", type=seed_count, default=10, help="number of seeds (default: %(default)s)")
+    parser.add_argument(
+        "--seeds", type=seed_count, default=DEFAULT_SEEDS, help="number of seeds (default: the plan's %(default)s)"
+    )
     parser.add_argument("--epochs", type=positive_int, default=200, help="default: %(default)s")
     parser.add_argument(
-        "--folds", type=fold_count, default=None, help="repeated stratified K-fold per seed instead of one hold-out"
+        "--folds",
+        type=fold_count,
+        default=DEFAULT_FOLDS,
+        help="repeated stratified K-fold per seed (default: the plan's %(default)s)",
+    )
+    parser.add_argument(
+        "--holdout", action="store_true", help="one stratified hold-out split per seed instead of K-fold"
     )
     parser.add_argument(
         "--scaling",
@@ -188,12 +198,6 @@ def study_parser() -> argparse.ArgumentParser:
         "--ics", action="store_true", help="measure internal covariate shift and gradient predictiveness"
     )
     parser.add_argument("--all", action="store_true", help="every opt-in part: --sweep --regularization --long --ics")
-    parser.add_argument(
-        "--loss-threshold",
-        type=positive_float,
-        default=DEFAULT_LOSS_THRESHOLD,
-        help="training loss for epochs-to-threshold (default: %(default)s)",
-    )
     parser.add_argument(
         "--if-missing",
         action="store_true",
@@ -221,13 +225,12 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
     scalings: tuple[Scaling, ...] = ("raw", "standardized") if args.scaling == "both" else (args.scaling,)
     return StudyOptions(
         seeds=tuple(range(args.seeds)),
-        folds=args.folds,
+        folds=None if args.holdout else args.folds,
         scalings=scalings,
         sweep=args.sweep or args.all,
         regularization=args.regularization or args.all,
         long=args.long or args.all,
         ics=args.ics or args.all,
-        loss_threshold=args.loss_threshold,
         progress=not args.quiet,
     )
 
@@ -309,9 +312,17 @@ def run_export(argv: Sequence[str]) -> int:
     return run_export_command(argv)
 
 
+def run_report(argv: Sequence[str]) -> int:
+    """Regenerate the README's Results block and the results page from a committed study.json."""
+    from training.report_cli import report_command
+
+    return report_command(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "train": run_train,
     "study": run_study_command,
+    "report": run_report,
     "evaluate": run_evaluate_command,
     "export": run_export,
     "runs": runs_command,
