@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,14 +16,14 @@ from conftest import REPO_DIR, SHIPPED_CSV_PATH
 from scipy import stats as sps
 
 import training.study as study_module
-from survival.study import STUDY_FILE, ArmSummary, EpochPoint, StudyReport, load_study
+from survival.study import STUDY_FILE, StudyReport, load_study
 from training.cli import main
 from training.data import Dataset
 from training.loop import TrainConfig
 from training.study import StudyOptions, run_study, write_study
 from training.study_arms import ArmRuns, collapse_counts, epochs_to_threshold, summarise, train_arms
-from training.study_claims import claims, comparisons, verdict
 from training.study_data import make_slots, resample_indices
+from training.study_plan import CLAIMS, plan_sha256
 from training.study_stats import compare, finding, stat, t_interval
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -108,73 +107,6 @@ def test_collapse_and_epochs_to_threshold_on_constructed_runs() -> None:
     assert epochs_to_threshold(curves, 0.6, 2) == [None, None]
 
 
-def _arm(variant: str, scaling: str, accuracy: list[float]) -> ArmSummary:
-    """An arm whose final accuracies are given and whose other figures are the same for every arm."""
-    n = len(accuracy)
-    same = stat([0.5 + 0.001 * i for i in range(n)])
-    return ArmSummary.model_validate(
-        {
-            "variant": variant,
-            "scaling": scaling,
-            "accuracy": stat(accuracy),
-            **dict.fromkeys(("log_loss", "roc_auc", "train_accuracy", "gap_accuracy", "gap_log_loss"), same),
-            **dict.fromkeys(("acc_std_last", "loss_std_last", "peak_to_final", "best_epoch_accuracy"), same),
-            "val_loss_auc": same,
-            "epochs_to_threshold": [10] * n,
-            "collapsed": 0,
-            "near_collapsed": 0,
-            "accuracy_without_collapsed": stat(accuracy),
-            "at_epochs": [EpochPoint(epoch=200, accuracy=stat(accuracy), log_loss=same)],
-            "curve_mean": [0.7],
-            "curve_std": [0.0],
-        }
-    )
-
-
-def _claims_for(
-    bn_raw: list[float], plain_raw: list[float], bn_std: list[float], plain_std: list[float]
-) -> dict[str, Any]:
-    arms = {
-        "batchnorm/raw": _arm("batchnorm", "raw", bn_raw),
-        "plain/raw": _arm("plain", "raw", plain_raw),
-        "batchnorm/standardized": _arm("batchnorm", "standardized", bn_std),
-        "plain/standardized": _arm("plain", "standardized", plain_std),
-    }
-    comps = comparisons(arms, ("raw", "standardized"), 179 / 712)
-    rows = claims(arms, comps, ("raw", "standardized"), main_epoch=200, ratio=179 / 712, sweep=None,
-                  regularization=None, ics=None)  # fmt: skip
-    return {"rows": {(c.claim, c.scaling): c for c in rows}, "text": verdict(arms, rows, 0.615)}
-
-
-def test_claims_where_bn_is_worse_say_it_does_not_hold() -> None:
-    high, low = [0.74, 0.75, 0.74, 0.76, 0.75], [0.66, 0.67, 0.66, 0.68, 0.66]
-    found = _claims_for(bn_raw=low, plain_raw=high, bn_std=high, plain_std=high)
-    accuracy = found["rows"][("BN gives a higher final validation accuracy", "raw")]
-    assert accuracy.verdict == "does not hold"
-    assert accuracy.result.startswith("-8.")
-    assert "does not hold: BN gives a higher final validation accuracy" in found["text"]
-    # Plain on standardized inputs beats BN on raw ones: BN's gain is not more than scaling gives.
-    assert found["rows"][("BN's gain on raw inputs is more than scaling the inputs gives", "raw")].verdict == (
-        "does not hold"
-    )
-    # Equal arms on standardized inputs: the difference is exactly zero, so nothing is shown.
-    assert found["rows"][("BN gives a higher final validation accuracy", "standardized")].verdict == "not shown"
-    # Parts that were not run are "not shown", and say which flag runs them.
-    sweep = found["rows"][("BN allows higher learning rates", "raw")]
-    assert (sweep.verdict, sweep.result) == ("not shown", "not run (--sweep)")
-
-
-def test_claims_where_bn_is_better_say_it_holds() -> None:
-    high, low = [0.74, 0.75, 0.74, 0.76, 0.75], [0.66, 0.67, 0.66, 0.68, 0.66]
-    found = _claims_for(bn_raw=high, plain_raw=low, bn_std=high, plain_std=low)
-    assert found["rows"][("BN gives a higher final validation accuracy", "raw")].verdict == "holds"
-    assert found["rows"][("BN's gain on raw inputs is more than scaling the inputs gives", "raw")].verdict == "holds"
-    assert (
-        "On raw inputs over 5 resamples, final validation accuracy was 66.6 % ± 0.9 without BN and 74.8 %"
-        in (found["text"])
-    )
-
-
 def test_small_study_has_every_part_and_consistent_numbers(
     small_study: StudyReport, dataset: Dataset, tmp_path: Path
 ) -> None:
@@ -198,10 +130,19 @@ def test_small_study_has_every_part_and_consistent_numbers(
     assert len(small_study.regularization) == 3 * 4
     assert small_study.ics is not None
     assert len(small_study.ics) == 4
-    assert all(len(x.input_shift) == 2 for x in small_study.ics)  # hidden (16, 8): inputs of layers 2 and 3
+    # Hidden (16, 8): three Linear layers; the two with a layer below them are measured, named as what they are.
+    for shift in small_study.ics:
+        assert [x.layer for x in shift.ics] == ["hidden layer 2", "output layer"]
+        assert [x.layer for x in shift.input_drift] == ["hidden layer 2", "output layer"]
+        assert all(-1 <= v <= 1 for x in shift.ics for v in x.cosine.values)
     scalings = {c.scaling for c in small_study.claims}
     assert scalings == {"raw", "standardized"}
-    assert all(c.result != "not run (--sweep)" for c in small_study.claims)
+    # Every planned claim on every planned scaling, each tested (every part ran).
+    assert {c.id for c in small_study.claims} == {f"{p.id}/{sc}" for p in CLAIMS for sc in p.scalings}
+    assert all(c.p_value is not None and c.p_holm is not None for c in small_study.claims)
+    assert small_study.plan.sha256 == plan_sha256()
+    assert small_study.plan.family_size == len(small_study.claims)
+    assert [len(c.points) for c in small_study.speed] == [len(s.loss_thresholds)] * 2
     t = small_study.timings_s
     assert None not in (t.sweep, t.regularization, t.ics)
     assert load_study(write_study(small_study, tmp_path)) == small_study
@@ -223,7 +164,7 @@ def test_summaries_match_a_direct_computation_on_the_curves(dataset: Dataset) ->
     config = TrainConfig(epochs=5)
     slots = make_slots(dataset, (0, 1), None, ("raw",), config)
     runs = train_arms(dataset, slots, config, main_epoch=5, label="", progress=False)["batchnorm/raw"]
-    arm = summarise(runs, epochs=5, loss_threshold=0.65)
+    arm = summarise(runs, epochs=5, loss_thresholds=(0.66, 0.62), ratio=179 / 712)
     val_acc, val_loss = runs.curves[:, 3], runs.curves[:, 2]
     assert arm.accuracy.values == pytest.approx(val_acc[:, -1].tolist())
     assert arm.acc_std_last.values == pytest.approx(np.std(val_acc, axis=1).tolist())
@@ -231,7 +172,12 @@ def test_summaries_match_a_direct_computation_on_the_curves(dataset: Dataset) ->
     assert arm.val_loss_auc.values == pytest.approx(np.mean(val_loss, axis=1).tolist())
     assert arm.peak_to_final.values == pytest.approx((val_acc.max(axis=1) - val_acc[:, -1]).tolist())
     assert arm.gap_log_loss.values == pytest.approx((val_loss[:, -1] - runs.curves[:, 0, -1]).tolist())
+    assert arm.train_loss_auc.values == pytest.approx(np.mean(runs.curves[:, 0], axis=1).tolist())
     assert arm.curve_std == pytest.approx(np.std(val_acc, axis=0, ddof=1).tolist())
+    assert arm.epochs_to_threshold == [epochs_to_threshold(runs.curves, t, 5) for t in (0.66, 0.62)]
+    # The band: the corrected 95 % interval of the mean curve, recomputed from scipy's t quantile.
+    half = sps.t.ppf(0.975, 1) * np.sqrt((1 / 2 + 179 / 712) * np.var(val_acc, axis=0, ddof=1))
+    assert arm.curve_half95 == pytest.approx(half.tolist())
 
 
 def test_k_fold_resamples_cover_every_row_once_per_seed_and_train_in_stacks(dataset: Dataset) -> None:
@@ -294,7 +240,7 @@ def test_cli_study_writes_a_valid_report(tmp_path: Path) -> None:
     assert report.sweep is not None
     assert report.regularization is None
     assert report.verdict in " ".join(done.stdout.split())
-    assert "[not shown] BN reduces internal covariate shift (raw): not run (--ics)" in done.stdout
+    assert "[not shown] BN reduces internal covariate shift at hidden layer 2 (raw): not run (--ics)" in done.stdout
     assert f"wrote {out / STUDY_FILE}" in done.stdout
 
 

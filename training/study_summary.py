@@ -39,12 +39,16 @@ def power(arms: dict[str, ArmSummary], scalings: Sequence[Scaling], folds: int |
     )
 
 
+def _points(value: float) -> str:
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
+
 def power_sentence(p: Power, seeds: int, folds: int | None) -> str:
     """'With 30 seeds x 10-fold (300 resamples) the smallest difference ... is 3.2 points; ...'."""
     design = f"{seeds} seeds x {folds}-fold" if folds else f"{seeds} seeds"
     needs = "; ".join(
-        f"{n.effect_points:g} points would need {n.seeds} seeds" if n.seeds is not None
-        else f"{n.effect_points:g} points cannot be shown by this design with any number of seeds"
+        f"{_points(n.effect_points)} would need {n.seeds} seeds" if n.seeds is not None
+        else f"{_points(n.effect_points)} cannot be shown by this design with any number of seeds"
         for n in p.seeds_needed
     )  # fmt: skip
     return (
