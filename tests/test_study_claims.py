@@ -90,9 +90,9 @@ def test_mde_is_statsmodels_t_test_power_and_the_correction_sets_a_floor() -> No
     assert floor == pytest.approx((sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * 2.7 * math.sqrt(RATIO))
     assert floor < mde(2.7, 10_000, RATIO, 0.05, 0.8) < floor * 1.01
     # Seeds needed: the fewest whose MDE reaches the effect; none when the floor is above it.
-    n = seeds_needed(4.0, 2.7, 1, RATIO, 0.05, 0.8)
-    assert n is not None
-    assert mde(2.7, n, RATIO, 0.05, 0.8) <= 4.0 < mde(2.7, n - 1, RATIO, 0.05, 0.8)
+    needed = seeds_needed(4.0, 2.7, 1, RATIO, 0.05, 0.8)
+    assert needed is not None
+    assert mde(2.7, needed, RATIO, 0.05, 0.8) <= 4.0 < mde(2.7, needed - 1, RATIO, 0.05, 0.8)
     assert seeds_needed(2.5, 2.7, 1, RATIO, 0.05, 0.8) is None
 
 

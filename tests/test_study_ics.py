@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from survival.model import VARIANTS, ModelConfig, build_model
+from survival.model import VARIANTS, ModelConfig, VariantName, build_model
 from training.batched import train_batched
 from training.data import Dataset
 from training.loop import TrainConfig, batch_order, make_optimizer
@@ -32,7 +32,9 @@ def test_measuring_ics_leaves_training_exactly_as_the_study_trains(dataset: Data
     assert meter.steps == 2  # the first step of epochs 0 and 10
 
 
-def _autograd_ics(variant: str, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> list[tuple[float, float]]:
+def _autograd_ics(
+    variant: VariantName, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
+) -> list[tuple[float, float]]:
     """Definition 2.1 of Santurkar et al. on a torch SurvivalNet: per Linear layer i >= 1, ||G - G'|| and cos."""
     model = build_model(ModelConfig.for_variant(variant, hidden=config.hidden, n_features=3), 0).double().train()
     before = copy.deepcopy(model)
@@ -62,7 +64,7 @@ def _autograd_ics(variant: str, x: torch.Tensor, y: torch.Tensor, config: TrainC
 
 
 @pytest.mark.parametrize("variant", ["batchnorm", "plain"])
-def test_ics_is_santurkars_definition_recomputed_with_autograd(dataset: Dataset, variant: str) -> None:
+def test_ics_is_santurkars_definition_recomputed_with_autograd(dataset: Dataset, variant: VariantName) -> None:
     config = TrainConfig(epochs=1, dtype=torch.float64)
     slots = make_slots(dataset, (0,), None, ("raw",), config)
     (_, data), *_ = stacks(slots)
