@@ -11,16 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from survival.jsonfile import JsonFileError, read_json_model
+from survival.study_parts import Frozen, LayerShift, PlanRef, Power, SpeedCurve
+from survival.study_parts import Scaling as Scaling
+from survival.study_parts import Stat as Stat
 from survival.variants import VARIANTS, VariantName
 
 STUDY_FORMAT_VERSION: Final = 3
 # Written next to the checkpoints' `current` link.
 STUDY_FILE: Final[str] = "study.json"
 
-Scaling = Literal["raw", "standardized"]
 Verdict = Literal["holds", "does not hold", "not shown"]
 # How a claim is tested (the plan, training/study_plan.py, says which test each claim gets).
 TestName = Literal["corrected paired t", "corrected TOST", "exact McNemar", "not run"]
@@ -32,19 +34,7 @@ def arm_name(variant: VariantName, scaling: Scaling) -> str:
     return f"{variant}/{scaling}"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Stat(_Frozen):
-    """A quantity over the resamples: mean, sample std (ddof=1) and the per-resample values in order."""
-
-    mean: float
-    std: float
-    values: list[float]
-
-
-class StudyData(_Frozen):
+class StudyData(Frozen):
     """The labelled file the study used and the (equal for every resample) split sizes."""
 
     file_name: str
@@ -54,7 +44,7 @@ class StudyData(_Frozen):
     n_val: int
 
 
-class StudySettings(_Frozen):
+class StudySettings(Frozen):
     """What was trained: the trainer's settings, the seeds, the scalings and the resampling."""
 
     seeds: list[int] = Field(min_length=2)
@@ -73,7 +63,7 @@ class StudySettings(_Frozen):
     threads: int
 
 
-class Timings(_Frozen):
+class Timings(Frozen):
     """Wall-clock and process CPU seconds of each part that ran (None when not run)."""
 
     study: float
@@ -83,7 +73,7 @@ class Timings(_Frozen):
     ics: float | None = None
 
 
-class ReliabilityBin(_Frozen):
+class ReliabilityBin(Frozen):
     """One bin of predicted survival probability: its bounds, mean prediction, observed rate and row count."""
 
     low: float
@@ -93,7 +83,7 @@ class ReliabilityBin(_Frozen):
     count: int
 
 
-class EpochPoint(_Frozen):
+class EpochPoint(Frozen):
     """Validation accuracy and loss after `epoch` epochs (the same runs, read on the way)."""
 
     epoch: int
@@ -101,7 +91,7 @@ class EpochPoint(_Frozen):
     log_loss: Stat
 
 
-class ArmSummary(_Frozen):
+class ArmSummary(Frozen):
     """One arm over the resamples."""
 
     variant: VariantName
@@ -139,7 +129,7 @@ class ArmSummary(_Frozen):
     val_loss_half95: list[float]
 
 
-class Comparison(_Frozen):
+class Comparison(Frozen):
     """Arm `a` minus arm `b` on one metric, resample by resample (paired: same split, init and batch order)."""
 
     a: str
@@ -156,14 +146,14 @@ class Comparison(_Frozen):
     behind: int
 
 
-class Baselines(_Frozen):
+class Baselines(Frozen):
     """Models without a network, on the same splits and inputs."""
 
     majority: Stat = Field(description="Always the training split's majority class.")
     logistic: dict[Scaling, Stat] = Field(description="scikit-learn LogisticRegression on the same three inputs.")
 
 
-class SweepCell(_Frozen):
+class SweepCell(Frozen):
     """One optimizer, learning rate and arm of the sweep, over the same resamples."""
 
     optimizer: Literal["adam", "sgd"]
@@ -179,7 +169,7 @@ class SweepCell(_Frozen):
     runs: int
 
 
-class RegularizationCell(_Frozen):
+class RegularizationCell(Frozen):
     """One regularization setting and arm: final accuracy and the train-validation gap."""
 
     regularization: Regularization
@@ -189,91 +179,7 @@ class RegularizationCell(_Frozen):
     gap_log_loss: Stat
 
 
-class LayerIcs(_Frozen):
-    """Santurkar et al.'s (2018) internal covariate shift of one layer: its weights' gradient on a training batch
-    before and after the layers below it take their optimizer update, compared."""
-
-    layer: str = Field(description='"hidden layer 2", ..., "output layer".')
-    l2: Stat = Field(description="||G - G'||, mean over the measured steps.")
-    cosine: Stat = Field(description="cos(G, G'), mean over the measured steps (1: unchanged direction).")
-
-
-class LayerDrift(_Frozen):
-    """How far one layer's input distribution (the previous block's activations) moves from epoch to epoch."""
-
-    layer: str = Field(description='The layer whose inputs drift: "hidden layer 2", ..., "output layer".')
-    drift: Stat = Field(
-        description="Mean over epochs and units of (|change in the mean| + |change in the std|) / previous std of "
-        "the layer's inputs on the training set."
-    )
-
-
-class LayerShift(_Frozen):
-    """Internal covariate shift (Santurkar et al.'s definition), input-distribution drift and gradient
-    predictiveness of one arm, per layer that has layers below it."""
-
-    variant: VariantName
-    scaling: Scaling
-    ics: list[LayerIcs]
-    input_drift: list[LayerDrift]
-    gradient_change: Stat = Field(
-        description="Gradient predictiveness: mean over probes of ||grad(w) - grad(w - 0.1 * grad(w))|| / ||grad(w)||."
-    )
-
-
-class ThresholdPoint(_Frozen):
-    """Epochs to one training-loss threshold, BN against plain, resample by resample (a paired sign test)."""
-
-    threshold: float
-    median_batchnorm: float | None = Field(description="Median over the resamples that reached it (None: none).")
-    median_plain: float | None
-    reached_batchnorm: int
-    reached_plain: int
-    bn_faster: int = Field(description="Resamples where BN got there first (a run that never did counts as last).")
-    plain_faster: int
-    ties: int
-    p_sign: float = Field(description="Two-sided exact sign test (binomial on the untied resamples); descriptive.")
-
-
-class SpeedCurve(_Frozen):
-    """Epochs to each training-loss threshold on one input scaling."""
-
-    scaling: Scaling
-    points: list[ThresholdPoint]
-
-
-class PlanRef(_Frozen):
-    """The declared plan the verdicts were read under (training/study_plan.py) and its hash."""
-
-    version: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    alpha: float
-    power: float
-    equivalence_margin: float = Field(description="Equivalence margin in accuracy (0.02: two points).")
-    primary: str = Field(description="The claim id of the primary outcome.")
-    family_size: int = Field(description="Claims tested, over which p_holm is adjusted.")
-
-
-class SeedsNeeded(_Frozen):
-    """How many seeds of this design the primary outcome needs to detect `effect_points` at the plan's power."""
-
-    effect_points: float
-    seeds: int | None = Field(description="None: no number of seeds reaches it with this design (the floor).")
-
-
-class Power(_Frozen):
-    """Power of the primary outcome's test, from its measured spread and the corrected variance."""
-
-    outcome: str
-    resamples: int
-    sd_points: float = Field(description="Sample std of the paired differences over resamples, in points.")
-    se_points: float = Field(description="Corrected standard error of the mean difference, in points.")
-    mde_points: float = Field(description="Smallest true difference detected with the plan's power at its alpha.")
-    mde_limit_points: float = Field(description="The MDE with infinitely many seeds (the correction's floor).")
-    seeds_needed: list[SeedsNeeded]
-
-
-class Claim(_Frozen):
+class Claim(Frozen):
     """A claim of the experiment on one input scaling: its test, estimate, interval, p-values and verdict."""
 
     id: str = Field(description="The plan's id of the claim.")
@@ -290,7 +196,7 @@ class Claim(_Frozen):
     verdict: Verdict
 
 
-class StudyReport(_Frozen):
+class StudyReport(Frozen):
     """Everything `python -m training study` found, with what is needed to reproduce it."""
 
     format_version: Literal[3] = STUDY_FORMAT_VERSION

@@ -24,7 +24,6 @@ from survival.model import VARIANTS
 from survival.study import (
     STUDY_FILE,
     Baselines,
-    PlanRef,
     Regularization,
     RegularizationCell,
     Scaling,
@@ -35,6 +34,7 @@ from survival.study import (
     Timings,
     arm_name,
 )
+from survival.study_parts import PlanRef
 from training.data import Dataset
 from training.loop import OptimizerName, TrainConfig, make_optimizer
 from training.metrics import majority_baseline

@@ -17,7 +17,6 @@ from survival.study import (
     ArmSummary,
     Claim,
     Comparison,
-    LayerShift,
     RegularizationCell,
     Scaling,
     Stat,
@@ -26,6 +25,7 @@ from survival.study import (
     Verdict,
     arm_name,
 )
+from survival.study_parts import LayerShift
 from training.study_plan import ALPHA, CLAIMS, EQUIVALENCE_MARGIN, PlannedClaim
 from training.study_stats import compare, corrected_t_test, exact_mcnemar, holm, t_interval, tost
 

@@ -25,7 +25,8 @@ from typing import Final
 import torch
 
 from survival.model import VARIANTS, VariantName
-from survival.study import LayerDrift, LayerIcs, LayerShift, Scaling
+from survival.study import Scaling
+from survival.study_parts import LayerDrift, LayerIcs, LayerShift
 from training.batched import BatchedNet, SeedData
 from training.data import Dataset
 from training.loop import TrainConfig, batch_order

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from survival.study import ArmSummary, Scaling, SpeedCurve, ThresholdPoint, arm_name
+from survival.study import ArmSummary, Scaling, arm_name
+from survival.study_parts import SpeedCurve, ThresholdPoint
 from training.study_stats import sign_test
 
 

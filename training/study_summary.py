@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from survival.study import ArmSummary, Claim, Power, Scaling, SeedsNeeded, arm_name
+from survival.study import ArmSummary, Claim, Scaling, arm_name
+from survival.study_parts import Power, SeedsNeeded
 from training.study_claims import ORIGINAL_ACCURACY
 from training.study_plan import ALPHA, POWER, TARGET_EFFECTS
 from training.study_stats import corrected_se, mde, mde_limit, seeds_needed
