@@ -1,7 +1,8 @@
 """Benchmark: the default study (2 x 2 arms, batched) against a loop of single runs, then every opt-in part;
 with --designs, which resampling design detects the smallest primary effect in a time budget.
 
-Run: .venv/bin/python bench/bench_study.py [--seeds 10] [--loop-seeds 2] [--epochs 200] [--default-only]
+Run: .venv/bin/python bench/bench_study.py [--seeds 10] [--folds K] [--loop-seeds 2] [--epochs 200] [--default-only]
+     (the plan's default design: --seeds 30 --folds 10)
      .venv/bin/python bench/bench_study.py --designs [--budget 120] [--pilot 60]
 --designs trains a pilot of --pilot resamples (raw inputs) per design (hold-out, 5-fold, 10-fold), measures its
 time per resample and the spread of the primary outcome's paired difference, and prints the minimum detectable
@@ -38,6 +39,7 @@ def main() -> None:
     """Time the default study, a per-run loop of the same work, and the full opt-in set."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--folds", type=int, default=None, help="repeated stratified K-fold (default: hold-out)")
     parser.add_argument("--loop-seeds", type=int, default=2, help="seeds actually timed for the per-run loop")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
@@ -56,10 +58,11 @@ def main() -> None:
         return
     print(
         f"torch {torch.__version__}, {args.threads} thread(s); reference op {machine_reference():.1f} us; "
-        f"{args.seeds} seeds x 2 variants x 2 scalings x {args.epochs} epochs; load average {os.getloadavg()}"
+        f"{args.seeds} seeds{f' x {args.folds} folds' if args.folds else ''} x 2 variants x 2 scalings x "
+        f"{args.epochs} epochs; load average {os.getloadavg()}"
     )
     seeds = tuple(range(args.seeds))
-    report = run_study(dataset, config, StudyOptions(seeds=seeds))
+    report = run_study(dataset, config, StudyOptions(seeds=seeds, folds=args.folds))
     t = report.timings_s
     print(f"default study: {t.study:.2f} s wall, {t.study_cpu:.2f} s CPU{target(t.study, TARGET_STUDY_S, args)}")
 
@@ -67,16 +70,18 @@ def main() -> None:
     for seed in range(args.loop_seeds):
         train_run(dataset, TrainConfig(epochs=args.epochs, seed=seed))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    scale = 2 * args.seeds / args.loop_seeds
+    runs = 2 * report.settings.resamples  # one run trains both variants of one resample on one scaling
+    scale = runs / args.loop_seeds
     print(
-        f"per-run loop: {args.loop_seeds} of {2 * args.seeds} runs timed, {wall:.2f} s wall, {cpu:.2f} s CPU; "
+        f"per-run loop: {args.loop_seeds} of {runs} runs timed, {wall:.2f} s wall, {cpu:.2f} s CPU; "
         f"extrapolated: {wall * scale:.1f} s wall, {cpu * scale:.1f} s CPU "
         f"(the batched study is {wall * scale / t.study:.1f}x faster by wall, {cpu * scale / t.study_cpu:.1f}x by CPU)"
     )
     if args.default_only:
         return
     wall, cpu = time.perf_counter(), time.process_time()
-    full = run_study(dataset, config, StudyOptions(seeds=seeds, sweep=True, regularization=True, long=True, ics=True))
+    every = StudyOptions(seeds=seeds, folds=args.folds, sweep=True, regularization=True, long=True, ics=True)
+    full = run_study(dataset, config, every)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     f = full.timings_s
     print(
@@ -108,7 +113,7 @@ def designs(dataset: Dataset, config: TrainConfig, budget: float, pilot: int) ->
 
 def target(seconds: float, limit: float, args: argparse.Namespace) -> str:
     """Whether a wall time meets its target (the target is for the default 10 seeds x 200 epochs)."""
-    if (args.seeds, args.epochs) != (10, 200):
+    if (args.seeds, args.epochs, args.folds) != (10, 200, None):
         return " (the target applies to 10 seeds x 200 epochs)"
     return f" ({'meets' if seconds < limit else 'misses'} the {limit:.0f} s target)"
 
