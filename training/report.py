@@ -139,6 +139,7 @@ def readme_block(study: StudyReport, study_path: str, page_path: str) -> str:
         two_by_two(study),
         "",
         wrap(primary_line),
+        "",
         wrap(power_sentence(study.power, len(s.seeds), s.folds)),
         "",
         wrap(rules(study)),

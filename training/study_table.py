@@ -37,8 +37,8 @@ def table(report: StudyReport) -> str:
         lines.append(f"  [{claim.verdict}] {claim.claim} ({claim.scaling}): {claim.result}")
     p = report.power
     lines.append(f"power: MDE {p.mde_points:.1f} points at {100 * report.plan.power:.0f} % power over {p.resamples} "
-                 f"resamples (floor {p.mde_limit_points:.1f}); seeds needed: "
-                 + ", ".join(f"{n.effect_points:g} points: {n.seeds or 'never'}" for n in p.seeds_needed))  # fmt: skip
+                 f"resamples (floor {p.mde_limit_points:.1f}); seeds needed for an effect of (points) "
+                 + ", ".join(f"{n.effect_points:g}: {n.seeds or 'never'}" for n in p.seeds_needed))  # fmt: skip
     t = report.timings_s
     extra = "".join(
         f", {name} {value:.1f} s"
