@@ -69,6 +69,23 @@ def test_a_study_of_the_served_run_says_which_arm_the_models_are(served: Path) -
     assert "the served models are the raw-input arm, seed 0, of this study" in page
 
 
+def test_the_page_names_layers_and_states_power_tests_and_holm(served: Path) -> None:
+    options = StudyOptions(seeds=(0, 1), ics=True)
+    write_study(run_study(load_csv(SHIPPED_CSV_PATH), TrainConfig(epochs=2), options), served)
+    with TestClient(create_app(Settings(model_dir=served))) as client:
+        page = client.get("/metrics", headers=HTML).text
+    # Santurkar's ICS per named layer: the output layer is not "hidden layer 3".
+    assert "output layer" in page
+    assert "hidden layer 2" in page
+    assert "hidden layer 3" not in page
+    assert 'id="study-power"' in page
+    assert "smallest true difference this design detects" in page
+    for head in ("<th>test</th>", "<th>p</th>", "<th>Holm p</th>"):
+        assert head in page
+    for canvas in ("chart-study-curves", "chart-study-train-loss", "chart-study-threshold", "chart-study-reliability"):
+        assert f'id="{canvas}"' in page
+
+
 def escape_free(text: str) -> str:
     """`text` as html.escape writes it (the verdict holds quotes)."""
     from html import escape
