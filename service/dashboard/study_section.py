@@ -118,9 +118,8 @@ def _claims(study: StudyReport) -> str:
 def _power(study: StudyReport) -> str:
     p, plan = study.power, study.plan
     needs = "; ".join(
-        f"{n.effect_points:g} points: {n.seeds} seeds"
-        if n.seeds is not None
-        else f"{n.effect_points:g} points: not reachable with this design"
+        f"{n.effect_points:g} point{'' if n.effect_points == 1 else 's'}: "
+        + (f"{n.seeds} seeds" if n.seeds is not None else "not reachable with this design")
         for n in p.seeds_needed
     )
     return (
