@@ -152,21 +152,26 @@ def results_page(study: StudyReport, study_path: str) -> str:
         "",
         "## Speed: epochs until the training loss first falls below each threshold",
         "",
-        "Sign tests here are descriptive (one per threshold, outside the claims' family); the claim \"BN trains "
-        "faster\" is tested on the area under the training-loss curve.",
+        wrap("Sign tests here are descriptive (one per threshold, outside the claims' family); the claim \"BN trains "
+        "faster\" is tested on the area under the training-loss curve."),
         "",
         _speed(study),
         "",
         "## Internal covariate shift (Santurkar et al. 2018) and input-distribution drift, per layer",
         "",
-        "ICS: the gradient G of a layer's weights on a training batch, and G' on the same batch after the layers "
+        wrap("ICS: the gradient G of a layer's weights on a training batch, and G' on the same batch after the layers "
         "below it took the optimizer's update of that step; measured at the first step of every 10th epoch. The "
         "input-distribution drift is the epoch-to-epoch change of the mean and spread of the layer's inputs "
-        "(Ioffe & Szegedy's covariate shift). Hidden layer 1 has no layer below it.",
+        "(Ioffe & Szegedy's covariate shift). Hidden layer 1 has no layer below it. ||G - G'|| grows with the size of "
+        "the gradient, which differs between the arms; the cosine does not, and is shown beside it."),
         "",
         _ics(study),
         "",
         "## Learning-rate sweep",
+        "",
+        wrap("The collapse claim pairs each run with BN with the run without BN on the same resample and learning "
+        "rate; runs that share a resample are not independent, so its exact McNemar p-value is optimistic. The "
+        "accuracy claim averages the higher-rate cells within each resample and is tested once."),
         "",
         _sweep(study),
         "",
