@@ -26,13 +26,13 @@ from service.auth import KeyCheck, KeyRing
 from service.config import Settings, SettingsError, get_settings
 from service.errors import install_error_handlers
 from service.head import HeadAsGetMiddleware
-from service.lifecycle import fail_start, install_drain
 from service.monitoring import follow_swaps, start_monitor
 from service.monitoring.gauges import MonitoringGauges
 from service.registry import Registry
 from service.reload import Reloader, polling
 from service.routes import admin, health, metrics, models, monitoring, predict, runs
 from service.schemas import Passenger, PassengerBatch
+from service.server.lifecycle import fail_start, install_drain
 from service.telemetry import Telemetry, TelemetryMiddleware
 from service.v2 import routes as v2_routes
 from service.version import package_version

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from service.lifecycle import readiness
 from service.registry import Registry
 from service.schemas import Health
+from service.server.lifecycle import readiness
 
 router = APIRouter(tags=["health"])
 

@@ -20,10 +20,10 @@ from service.access_log import note_answer
 from service.config import Settings
 from service.deps import registry_of, settings_of, telemetry_of
 from service.errors import ApiError
-from service.lifecycle import readiness
 from service.parsing import media_type, read_body
 from service.registry import Registry, ServedModel
 from service.routes.predict import THRESHOLD
+from service.server.lifecycle import readiness
 from service.v2 import codec
 from service.v2.inputs import COLUMN_TENSORS, FEATURES_TENSOR, raw_rows
 from service.v2.schemas import (
