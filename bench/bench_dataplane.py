@@ -1,4 +1,4 @@
-"""The data plane against what a user could run instead: the shipped server, a hand-written FastAPI app, a bare ASGI app.
+"""The data plane against what a user could run instead: the shipped server, a hand-written FastAPI app, bare ASGI.
 
 Usage:
     .venv/bin/python bench/bench_dataplane.py [--models DIR] [--rounds 2] [--duration 8] [--warmup 2]
@@ -42,7 +42,7 @@ from typing import Final
 
 from bench_footprint import SHIPPED, cold_start
 from bench_service import WRK_SCRIPT, Load, run_wrk, time_batches, verdict
-from server import BENCH_DIR, HOST, READY_TIMEOUT_S, REPO_ROOT, free_port, models_or_quick_pair, ready, serving
+from server import BENCH_DIR, HOST, READY_TIMEOUT_S, REPO_ROOT, free_port, models_or_quick_pair, serving
 
 SINGLE: Final[bytes] = b'{"pclass":3,"fare":7.25,"age":22}'
 V2_SINGLE: Final[bytes] = json.dumps(
@@ -166,17 +166,32 @@ def main() -> int:
     batch, cold = statistics.median(batch_ms), statistics.median(colds)
     errors = sum(r.errors for rs in runs.values() for r in rs)
     checks = [
-        (f"shipped /predict vs hand-written: {predict / hand:.2f}x ({predict:.0f} / {hand:.0f} req/s; target >= "
-         f"{TARGET_VS_HANDWRITTEN:g}x)", predict / hand >= TARGET_VS_HANDWRITTEN),
-        (f"shipped /predict vs bare ASGI: {predict / floor:.1%} ({predict:.0f} / {floor:.0f} req/s; target >= "
-         f"{TARGET_VS_BARE:.0%})", predict / floor >= TARGET_VS_BARE),
+        (
+            f"shipped /predict vs hand-written: {predict / hand:.2f}x ({predict:.0f} / {hand:.0f} req/s; target >= "
+            f"{TARGET_VS_HANDWRITTEN:g}x)",
+            predict / hand >= TARGET_VS_HANDWRITTEN,
+        ),
+        (
+            f"shipped /predict vs bare ASGI: {predict / floor:.1%} ({predict:.0f} / {floor:.0f} req/s; target >= "
+            f"{TARGET_VS_BARE:.0%})",
+            predict / floor >= TARGET_VS_BARE,
+        ),
         (f"shipped /predict p99, worst run: {p99:.2f} ms (target <= {TARGET_P99_MS:g} ms)", p99 <= TARGET_P99_MS),
-        (f"V2 infer vs /predict: {v2:.0f} vs {predict:.0f} req/s, {gap:+.1%} slower (target within "
-         f"{TARGET_V2_GAP:.0%})", gap <= TARGET_V2_GAP),
-        (f"10,000-passenger batch, end to end: median {batch:.1f} ms (min {min(batch_ms):.1f}, max "
-         f"{max(batch_ms):.1f}, n={len(batch_ms)}; target <= {TARGET_BATCH_MS:g} ms)", batch <= TARGET_BATCH_MS),
-        (f"cold start, spawn to /ready 200: median {cold:.2f} s (min {min(colds):.2f}, max {max(colds):.2f}, "
-         f"n={len(colds)}; target <= {TARGET_COLD_S:g} s)", cold <= TARGET_COLD_S),
+        (
+            f"V2 infer vs /predict: {v2:.0f} vs {predict:.0f} req/s, {gap:+.1%} slower (target within "
+            f"{TARGET_V2_GAP:.0%})",
+            gap <= TARGET_V2_GAP,
+        ),
+        (
+            f"10,000-passenger batch, end to end: median {batch:.1f} ms (min {min(batch_ms):.1f}, max "
+            f"{max(batch_ms):.1f}, n={len(batch_ms)}; target <= {TARGET_BATCH_MS:g} ms)",
+            batch <= TARGET_BATCH_MS,
+        ),
+        (
+            f"cold start, spawn to /ready 200: median {cold:.2f} s (min {min(colds):.2f}, max {max(colds):.2f}, "
+            f"n={len(colds)}; target <= {TARGET_COLD_S:g} s)",
+            cold <= TARGET_COLD_S,
+        ),
         (f"failed requests during the load runs: {errors}", errors == 0),
     ]
     for text, ok in checks:

@@ -30,9 +30,9 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from service.note import note_of
 from service.server.config import ServiceConfig
-from service.server.one_write import write_head_with_body
-from service.telemetry import TIMED_OUT
+from service.server.one_write import offer_respond, write_head_with_body
 
 
 class Phase(Enum):
@@ -143,8 +143,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # A connection that never began a request is closed without a word.
             self._close(408 if self._began else None, "the request headers did not arrive in time")
         elif self.phase is Phase.BODY:
-            if self.cycle is not None:
-                self.cycle.scope[TIMED_OUT] = True  # type: ignore[literal-required]
+            note = note_of(self.cycle.scope) if self.cycle is not None else None  # type: ignore[arg-type]
+            if note is not None:
+                note.timed_out = True
             self._close(408, "the request body did not arrive in time")
         elif self.phase is Phase.IDLE:
             self._close(None, "")
@@ -242,6 +243,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not cycle:
             write_head_with_body(self.cycle)
+            offer_respond(self.cycle)
 
     def on_body(self, body: bytes) -> None:
         """Count the body's bytes against the worker's bound on unfinished bodies."""

@@ -99,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     # Imported only now: NumPy and the checkpoints take most of a second, and a bad setting is reported at once.
-    from service.registry import Registry
+    from service.pair import ServedPair
     from survival.checkpoint import CheckpointError
 
     try:
-        Registry.load(settings.model_dir)
+        ServedPair.load(settings.model_dir)
     except CheckpointError as exc:
         print(f"error: cannot load the models: {exc}", file=sys.stderr, flush=True)
         return 1
