@@ -157,3 +157,17 @@ def test_two_workers_every_scrape_reports_the_total(model_dir: Path, tmp_path: P
     assert len(per_worker) == 2, per_worker
     assert all(count > 0 for count in per_worker.values()), per_worker
     assert sum(per_worker.values()) == rows
+
+
+def test_static_files_are_counted_under_their_mount_not_unmatched(model_dir: Path) -> None:
+    with app_client(model_dir) as client:
+        assert client.get("/static/dashboard.js").status_code == 200
+        assert client.head("/static/dashboard.css").status_code == 200
+        assert client.get("/docs/static/swagger-ui.css").status_code == 200
+        assert client.get("/static/no-such-file.js").status_code == 404
+        text = client.get("/metrics/prometheus").text
+    assert value(text, "http_requests_total", method="GET", route="/static", status="200") == 1
+    assert value(text, "http_requests_total", method="HEAD", route="/static", status="200") == 1
+    assert value(text, "http_requests_total", method="GET", route="/docs/static", status="200") == 1
+    assert value(text, "http_requests_total", method="GET", route="/static", status="404") == 1
+    assert value(text, "http_requests_total", method="GET", route="unmatched", status="200") == 0

@@ -219,6 +219,17 @@ def test_if_missing_reuses_a_run_of_the_same_data_and_settings(
     assert current_id(out) != run_b
 
 
+def test_if_missing_on_an_empty_directory_says_it_trains_the_first_pair(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "fresh"
+    assert trainer_main([*QUICK, "--out", str(out), "--if-missing"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"training: {out} holds no run yet; training the first pair now")
+    assert "train first" not in err
+    assert (out / CURRENT_LINK).is_symlink()
+
+
 def test_if_missing_trains_when_the_current_run_is_unusable(models: Path, capsys: pytest.CaptureFixture[str]) -> None:
     names = run_names(models)
     run_b, run_c = names[1], names[2]

@@ -10,7 +10,7 @@ from typing import Final
 
 import pytest
 from support.paths import REPO_DIR
-from support.servers import launch
+from support.servers import HOST, launch, stop, wait_ready
 
 from survival.checkpoint import CURRENT_LINK, SERVED_FILE
 
@@ -116,3 +116,16 @@ def test_the_served_app_freezes_its_start_up_heap_and_a_test_app_does_not(model_
     served, tested = (int(v) for v in result.stdout.split()[-2:])
     assert served > 10_000  # the app, its libraries and both models
     assert tested == 0
+
+
+def test_the_start_up_line_points_to_the_dashboard_the_docs_and_prometheus(model_dir: Path, tmp_path: Path) -> None:
+    server = launch(tmp_path, {"MODEL_DIR": str(model_dir)})
+    try:
+        wait_ready(server)
+        base = f"http://{HOST}:{server.port}"
+        line = next(row for row in server.stderr.read_text().splitlines() if row.startswith("service: "))
+        for path in ("/metrics", "/docs", "/metrics/prometheus"):
+            assert f"{base}{path}" in line
+            assert server.request("GET", path).status == 200, path
+    finally:
+        stop(server)
