@@ -82,6 +82,8 @@ def preprocess(raw: FloatArray, prep: Preprocessing) -> FloatArray:
 
 def _fill(raw: FloatArray, prep: Preprocessing) -> FloatArray:
     out = np.array(raw, dtype=np.float64, copy=True)
+    if not np.isnan(out).any():  # the common case: nothing to fill
+        return out
     ages = out[:, AGE_INDEX]
     ages[np.isnan(ages)] = prep.age_fill
     fares = out[:, FARE_INDEX]
