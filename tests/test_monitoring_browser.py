@@ -95,14 +95,18 @@ def test_the_contents_bar_reaches_every_section_and_stays_in_view(server_url: st
         lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-monitoring-ready")
     )
     links = browser.find_elements(By.CSS_SELECTOR, "#toc a")
-    targets = [link.get_attribute("href").rsplit("#", 1)[1] for link in links]
+    targets = [str(link.get_attribute("href")).rsplit("#", 1)[1] for link in links]
     assert targets == ["metrics", "curves", "confusion", "study", "monitoring", "settings"]
     sections = [s.get_attribute("id") for s in browser.find_elements(By.CSS_SELECTOR, "main > section")]
     assert sections == targets  # every section is listed, in page order
     toc = browser.find_element(By.ID, "toc")
     for link, target in zip(links, targets, strict=True):
         link.click()
-        WebDriverWait(browser, 5).until(lambda d, t=target: d.execute_script("return location.hash") == f"#{t}")
+
+        def reached(driver: Chrome, script: str = f"return location.hash === '#{target}'") -> bool:
+            return bool(driver.execute_script(script))
+
+        WebDriverWait(browser, 5).until(reached)
         top = browser.execute_script(
             "return arguments[0].getBoundingClientRect().top", browser.find_element(By.ID, target)
         )
