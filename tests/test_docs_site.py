@@ -74,3 +74,24 @@ def test_the_make_help_shown_in_getting_started_is_makes_own() -> None:
     shown = (DOCS / "getting-started.md").read_text(encoding="utf-8").split("$ make help\n", 1)[1].split("```")[0]
     real = subprocess.run(["make", "-s", "help"], cwd=REPO_DIR, capture_output=True, text=True, timeout=60, check=True)
     assert shown == real.stdout
+
+
+def test_every_trainer_flag_the_docs_list_is_one_the_trainer_takes() -> None:
+    page = (DOCS / "models-and-runs.md").read_text(encoding="utf-8")
+    listed = {
+        flag for row in re.findall(r"^\| (`--[^|]+)\|", page, re.MULTILINE) for flag in re.findall(r"--[a-z-]+", row)
+    }
+    assert {"--data", "--epochs", "--if-missing", "--seeds", "--sweep"} <= listed
+    helps = []
+    for command in ([], ["study"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "training", *command, "--help"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        helps.append(done.stdout)
+    taken = set(re.findall(r"--[a-z-]+", "\n".join(helps)))
+    assert listed <= taken, f"documented flags the trainer does not take: {sorted(listed - taken)}"
