@@ -92,7 +92,8 @@ def test_every_field_has_a_row_with_its_default_and_description() -> None:
         assert row.description, f"{name.upper()} has no description in service/config.py"
         assert f"| `{name.upper()}` |" in page
     assert rows["MAX_BATCH_SIZE"].default == str(Settings.model_fields["max_batch_size"].default)
-    assert rows["MONITOR_ALPHA"].allowed == "> 0, < 1"
+    assert rows["MONITOR_ALPHA"].allowed == "number, > 0, < 1"
+    assert rows["KEEP_ALIVE_TIMEOUT_S"].allowed == "integer, >= 1, <= 3600"
     assert rows["LOG_FORMAT"].allowed == "`json`, `text`"
 
 
@@ -136,7 +137,7 @@ def test_nested_models_are_named_sections_with_the_variables_pydantic_settings_r
     assert found["Request limits"].intro == "Limits of one request."
     [limit] = found["Request limits"].rows
     [log_format] = found["Logging"].rows
-    assert (limit.env, limit.default, limit.allowed) == ("LIMITS__MAX_ROWS", "10", ">= 1")
+    assert (limit.env, limit.default, limit.allowed) == ("LIMITS__MAX_ROWS", "10", "integer, >= 1")
     assert log_format.env == "LOG_FORMAT"
     monkeypatch.setenv("LIMITS__MAX_ROWS", "7")
     assert Sectioned().limits.max_rows == 7
@@ -144,4 +145,4 @@ def test_nested_models_are_named_sections_with_the_variables_pydantic_settings_r
     assert Sectioned().logging.format == "text"
     page = gen.render(Sectioned)
     assert "\n## Request limits\n\nLimits of one request.\n" in page
-    assert "| `LIMITS__MAX_ROWS` | `10` | >= 1 | Most rows. |" in page
+    assert "| `LIMITS__MAX_ROWS` | `10` | integer, >= 1 | Most rows. |" in page

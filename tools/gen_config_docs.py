@@ -118,7 +118,8 @@ def allowed(field: FieldInfo) -> str:
     low = f">= {bounds[at.Ge].ge}" if at.Ge in bounds else f"> {bounds[at.Gt].gt}" if at.Gt in bounds else ""
     high = f"<= {bounds[at.Le].le}" if at.Le in bounds else f"< {bounds[at.Lt].lt}" if at.Lt in bounds else ""
     if low or high:
-        return ", ".join(part for part in (low, high) if part)
+        kind = "integer" if field.annotation is int else "number"
+        return ", ".join(part for part in (kind, low, high) if part)
     if choices := literal_choices(field.annotation):
         return ", ".join(f"`{choice}`" for choice in choices)
     kinds = typing.get_args(field.annotation) or (field.annotation,)
