@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,8 +17,8 @@ class SettingsError(Exception):
     """A setting that cannot be used; the message is one line naming the variable and the problem."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the service; each field is read from the environment variable of the same name."""
+class ModelSettings(BaseSettings):
+    """The models and the requests they answer."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         description="Request bodies up to this size are parsed, computed and answered on the event loop; larger "
         "ones in a worker thread, one at a time, so that no big batch holds up the small requests.",
     )
+
+
+class MonitorSettings(BaseSettings):
+    """Input monitoring (GET /monitoring)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
     monitor: bool = Field(default=True, description="Input monitoring (GET /monitoring); MONITOR=0 turns it off.")
     monitor_window: int = Field(
         default=1_000, ge=1, le=1_000_000, description="Served passengers each worker keeps in its window."
@@ -55,7 +62,13 @@ class Settings(BaseSettings):
     monitor_alpha: float = Field(
         default=0.05, gt=0, lt=1, description="False-alarm level of the whole drift verdict (Bonferroni inside)."
     )
-    # --- the server (python -m service) -----------------------------------------------------------------------
+
+
+class ServerSettings(BaseSettings):
+    """The server, `python -m service`: address, workers, stopping, and the limits every connection is held to."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
     host: str = Field(default="127.0.0.1", min_length=1, description="Bind address of `python -m service`.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port of `python -m service` (0: any free one).")
     web_concurrency: int = Field(default=1, ge=1, le=64, description="Worker processes of `python -m service`.")
@@ -90,10 +103,22 @@ class Settings(BaseSettings):
     max_url_bytes: int = Field(default=8_192, ge=256, description="Longest request target (414 above).")
     max_header_bytes: int = Field(default=32_768, ge=1024, description="Largest request head (431 above).")
     max_headers: int = Field(default=100, ge=8, description="Most header fields in a request (431 above).")
-    # --- logs --------------------------------------------------------------------------------------------------
+
+
+class LogSettings(BaseSettings):
+    """The access log."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
     access_log: bool = Field(default=True, description="One structured line per request on stdout (0: off).")
     log_format: Literal["json", "text"] = Field(default="json", description="The access log's format.")
-    # --- API keys (service/auth.py) ----------------------------------------------------------------------------
+
+
+class KeySettings(BaseSettings):
+    """API keys (service/auth.py)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
     api_keys: SecretStr | None = Field(default=None, description="Comma-separated keys for the data routes.")
     api_keys_file: Path | None = Field(default=None, description="A file of data keys, one per line.")
     admin_api_keys: SecretStr | None = Field(default=None, description="Comma-separated keys for /admin/ routes.")
@@ -101,6 +126,26 @@ class Settings(BaseSettings):
     metrics_need_key: bool = Field(
         default=True, description="With keys set, the dashboard and /metrics* need one too (0: they stay open)."
     )
+
+
+SECTIONS: Final[tuple[type[BaseSettings], ...]] = (
+    ModelSettings,
+    MonitorSettings,
+    ServerSettings,
+    LogSettings,
+    KeySettings,
+)
+
+
+class Settings(KeySettings, LogSettings, ServerSettings, MonitorSettings, ModelSettings):
+    """Every knob of the service, in named sections; each field is read from the environment variable of its name."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    @classmethod
+    def sections(cls) -> dict[str, list[str]]:
+        """Each section's one-line title and the fields it holds, in the order they are documented."""
+        return {(section.__doc__ or section.__name__).strip(): list(section.__annotations__) for section in SECTIONS}
 
 
 def settings_error_line(exc: ValidationError) -> str:

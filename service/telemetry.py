@@ -7,7 +7,6 @@ switch) every worker writes its values to files in that directory and any scrape
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Final
 
 from prometheus_client import (
@@ -22,31 +21,21 @@ from prometheus_client import (
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.access_log import REQUEST_ID_HEADER, AccessLog, request_id
-from service.head import ANSWERS_HEAD
+from service.note import REQUEST_ID_HEADER, UNMATCHED_ROUTE, new_note, note_of
 
 # Sub-millisecond buckets: a single prediction is answered in well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 MULTIPROCESS_ENV: Final[str] = "PROMETHEUS_MULTIPROC_DIR"
-# Set in a request's scope by the server's protocol (service/guard.py) when the body's deadline passed.
-TIMED_OUT: Final[str] = "service.timed_out"
-# The method label takes these values and one more: a client may send any token as a method.
-KNOWN_METHODS: Final[frozenset[str]] = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
-)
-OTHER_METHOD: Final[str] = "other"
-UNMATCHED_ROUTE: Final[str] = "unmatched"
+NOSNIFF: Final[tuple[bytes, bytes]] = (b"x-content-type-options", b"nosniff")
+# Inference stages: tens of microseconds for one passenger, tens of milliseconds for a big batch.
+STAGE_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+STAGES: Final[tuple[str, ...]] = ("decode", "predict", "encode")
 EXPOSITION_TYPE: Final[str] = CONTENT_TYPE_LATEST
 
 
 def multiprocess_dir() -> str | None:
     """The multiprocess directory when the values are shared between workers, else None."""
     return os.environ.get(MULTIPROCESS_ENV) or None
-
-
-def method_label(method: str) -> str:
-    """The request's method as a label value from a fixed set."""
-    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 class Telemetry:
@@ -74,6 +63,14 @@ class Telemetry:
         self.auth_failures = Counter(
             "auth_failures_total", "Requests refused for their API key, by reason.", ["reason"], registry=self.registry
         )
+        self.stages = Histogram(
+            "inference_stage_seconds",
+            "Time of each stage of an inference (decode, predict, encode), by protocol (predict, v2).",
+            ["protocol", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self._stage_children: dict[str, list[Any]] = {}
         self._prediction_children: dict[str, Any] = {}
         self._request_children: dict[tuple[str, str, str], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
@@ -121,6 +118,14 @@ class Telemetry:
             child = self._prediction_children[model] = self.predictions.labels(model)
         child.inc(rows)
 
+    def observe_stages(self, protocol: str, seconds: list[float]) -> None:
+        """Record the decode, predict and encode times of one inference."""
+        children = self._stage_children.get(protocol)
+        if children is None:
+            children = self._stage_children[protocol] = [self.stages.labels(protocol, stage) for stage in STAGES]
+        for child, value in zip(children, seconds, strict=True):
+            child.observe(value)
+
     def observe(self, method: str, route: str, status: str, seconds: float) -> None:
         """Count one request and record its latency."""
         # labels() looks the child up under a lock each time; caching the children keeps the
@@ -137,52 +142,50 @@ class Telemetry:
         counter.inc()
 
 
-class TelemetryMiddleware:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): each HTTP request timed, counted, logged, given an id."""
+class ControlMiddleware:
+    """The control app's one middleware: HEAD answered as the GET without its body (RFC 9110 section 9.3.2, where
+    FastAPI would answer 405), the answer's status and route template noted, its request id and nosniff added."""
 
-    def __init__(self, app: ASGIApp, telemetry: Telemetry, access_log: AccessLog | None) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.telemetry = telemetry
-        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Time the request, count it by its route template (not the raw path: bounded label values), log it."""
+        """Pass the request on; note what it was answered."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = 500
-        rid = request_id(scope)
+        note = note_of(scope) or new_note(scope)
+        extra = [(REQUEST_ID_HEADER, note.request_id.encode()), NOSNIFF]
+        head = scope["method"] == "HEAD"
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, rid.encode())]}
+                note.status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            elif head and message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
+        if head:
+            # A copy: the GET that answers it, so the metrics and the log still count the HEAD the client sent.
+            scope = {**scope, "method": "GET"}
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            seconds = time.perf_counter() - start
-            if scope.get(TIMED_OUT):
-                status = 408  # the server answered 408 itself and dropped the app's answer
-            # Inside HeadAsGetMiddleware a HEAD arrives as a GET; the client sent a HEAD, and it is counted as one.
-            method = "HEAD" if scope.get(ANSWERS_HEAD) else method_label(scope["method"])
-            route = self._route(scope)
-            self.telemetry.observe(method, route, str(status), seconds)
-            if self.access_log is not None:
-                self.access_log.write(scope, method, route, status, seconds, rid)
+            note.route = route_template(scope)
 
-    @staticmethod
-    def _route(scope: Scope) -> str:
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        if isinstance(path, str):
-            return path
-        app = scope.get("app")
-        for candidate in getattr(getattr(app, "router", None), "routes", []):
-            match, _ = candidate.matches(scope)
-            if match == Match.FULL:
-                return str(getattr(candidate, "path", UNMATCHED_ROUTE))
-        return UNMATCHED_ROUTE
+
+def route_template(scope: Scope) -> str:
+    """The route template a request matched (bounded label values, not the raw path), else "unmatched"."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    app = scope.get("app")
+    for candidate in getattr(getattr(app, "router", None), "routes", []):
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", UNMATCHED_ROUTE))
+    return UNMATCHED_ROUTE

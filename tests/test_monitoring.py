@@ -25,6 +25,7 @@ from torch import nn
 
 from service.config import Settings
 from service.main import create_app
+from service.state import state_of
 from survival.features import preprocess
 from survival.reference import REFERENCE_FILE, read_reference
 from survival.runs import save_run
@@ -292,7 +293,7 @@ def test_monitor_off_is_reported_and_costs_nothing(model_dir: Path) -> None:
             "activations": [],
         }
         assert "monitoring_" not in off.get("/metrics/prometheus").text
-        assert off.app.state.monitor is None  # type: ignore[attr-defined]
+        assert state_of(off.app).lifecycle.monitor is None
 
 
 def test_the_reference_travels_with_the_run(model_dir: Path) -> None:

@@ -59,7 +59,7 @@ def test_requests_are_spread_over_every_replica(cluster: tuple[Nginx, list[Repli
 
 def test_restarts_and_a_kill_lose_no_request(cluster: tuple[Nginx, list[Replica]]) -> None:
     """Every SIGTERM restart and the SIGKILL lose nothing: a killed replica's unanswered requests are retried by
-    nginx on another, and an answer it had written reached nginx whole (service/one_write.py)."""
+    nginx on another, and an answer it had written reached nginx whole (service/server/one_write.py)."""
     nginx, replicas = cluster
     before = len(nginx.access_log())
     with Load(nginx.port, threads=CLIENT_THREADS, max_requests=500_000, max_seconds=600) as load:

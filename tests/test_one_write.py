@@ -20,8 +20,9 @@ from uvicorn.lifespan.on import LifespanOn
 from uvicorn.server import ServerState
 
 from service.config import Settings
-from service.guard import GuardedHttpToolsProtocol
 from service.main import create_app
+from service.server.config import ServiceConfig
+from service.server.guard import GuardedHttpToolsProtocol
 
 
 class RecordingTransport(asyncio.Transport):
@@ -55,7 +56,8 @@ class RecordingTransport(asyncio.Transport):
 @pytest.fixture
 async def served(model_dir: Path) -> AsyncIterator[uvicorn.Config]:
     """The app as a worker serves it: uvicorn's config loaded, the lifespan started."""
-    config = uvicorn.Config(create_app(Settings(model_dir=model_dir)), http=GuardedHttpToolsProtocol)
+    settings = Settings(model_dir=model_dir)
+    config = ServiceConfig(settings, create_app(settings), http=GuardedHttpToolsProtocol)
     config.load()
     lifespan = LifespanOn(config)
     await lifespan.startup()

@@ -16,7 +16,7 @@ import torch
 from conftest import REPO_DIR, SHIPPED_CSV_PATH, need
 from serving import request, uvicorn_server
 
-from service.registry import Registry
+from service.pair import ServedPair
 from survival.features import preprocess
 from survival.served import forward, load_served_current
 from survival.torch_checkpoint import load_pair
@@ -30,7 +30,7 @@ HEAVY_LIBRARIES: Final = ("torch", "pandas", "sklearn", "scipy")
 def test_served_form_equals_the_eval_mode_torch_model_on_all_891_passengers(model_dir: Path) -> None:
     pair = load_pair(model_dir)
     _, served = load_served_current(model_dir)
-    registry = Registry.load(model_dir)
+    registry = ServedPair.load(model_dir)
     raw = load_csv(SHIPPED_CSV_PATH).raw
     assert raw.shape == (891, 3)
     for name, ckpt in pair.items():

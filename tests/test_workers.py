@@ -68,6 +68,25 @@ def test_one_process_counts_requests_and_rows(model_dir: Path) -> None:
     assert value(text, "http_request_duration_seconds_count", method="POST", route="/predict") == 9
     for name, accuracy in checkpoint_accuracy(model_dir).items():
         assert value(text, "model_validation_accuracy", model=name) == pytest.approx(accuracy, abs=1e-12)
+    # Every stage of the 8 answered inferences is timed once; the malformed body never reached a stage's end.
+    for stage in ("decode", "predict", "encode"):
+        assert value(text, "inference_stage_seconds_count", protocol="predict", stage=stage) == 8
+        assert value(text, "inference_stage_seconds_sum", protocol="predict", stage=stage) > 0
+
+
+def test_v2_inference_is_timed_under_its_own_protocol(model_dir: Path) -> None:
+    body = {"inputs": [{"name": "features", "shape": [2, 3], "datatype": "FP64", "data": [3, 7.25, 22, 1, 80, 40]}]}
+    with TestClient(create_app(Settings(model_dir=model_dir))) as client:
+        for _ in range(3):
+            assert client.post("/v2/models/plain/infer", json=body).status_code == 200
+        assert client.post("/predict", content=SINGLE, headers=JSON).status_code == 200
+        text = client.get("/metrics/prometheus").text
+    for stage in ("decode", "predict", "encode"):
+        assert value(text, "inference_stage_seconds_count", protocol="v2", stage=stage) == 3
+        assert value(text, "inference_stage_seconds_count", protocol="predict", stage=stage) == 1
+    assert value(text, "predictions_total", model="plain") == 2 * 3 + 1
+    route = "/v2/models/{name}/infer"
+    assert value(text, "http_requests_total", method="POST", route=route, status="200") == 3
 
 
 def test_label_values_stay_bounded_whatever_the_client_sends(model_dir: Path) -> None:
@@ -130,6 +149,9 @@ def test_two_workers_every_scrape_reports_the_total(model_dir: Path, tmp_path: P
         assert value(text, "predictions_total", model="plain") == rows
         assert value(text, "http_requests_total", method="POST", route="/predict", status="200") == len(bodies)
         assert value(text, "http_request_duration_seconds_count", method="POST", route="/predict") == len(bodies)
+        for stage in ("decode", "predict", "encode"):
+            count = value(text, "inference_stage_seconds_count", protocol="predict", stage=stage)
+            assert count == len(bodies), stage
         for name, expected in accuracy.items():
             assert value(text, "model_validation_accuracy", model=name) == pytest.approx(expected, abs=1e-12)
     # Both workers answered predictions, and their own counts add up to the total every scrape showed.

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from service.config import Settings
 from service.monitoring.gauges import MonitoringGauges
-from service.registry import Registry
+from service.pair import ServedPair
 
 if TYPE_CHECKING:
     from service.monitoring.monitor import Monitor
+    from service.state import Lifecycle
 
 
-def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGauges | None) -> Monitor | None:
+def start_monitor(settings: Settings, registry: ServedPair, gauges: MonitoringGauges | None) -> Monitor | None:
     """This worker's monitor, or None with MONITOR=0."""
     if not settings.monitor:
         return None
@@ -29,11 +30,11 @@ def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGaug
     )
 
 
-def follow_swaps(state: Any) -> Callable[[Registry], None]:
-    """A hot-swap callback: the app's monitor (`state.monitor`, if any) compares with each new run."""
+def follow_swaps(lifecycle: Lifecycle) -> Callable[[ServedPair], None]:
+    """A hot-swap callback: the app's monitor (`lifecycle.monitor`, if any) compares with each new run."""
 
-    def on_swap(registry: Registry) -> None:
-        monitor: Monitor | None = state.monitor
+    def on_swap(registry: ServedPair) -> None:
+        monitor: Monitor | None = lifecycle.monitor
         if monitor is not None:
             monitor.swap(registry)
 

@@ -21,7 +21,7 @@ from service.monitoring.schemas import FeatureDrift, LayerDrift, MonitoringRepor
 from service.monitoring.stats import chi2_test, ks_test, layer_test, missing_rate_test
 from service.monitoring.summaries import hidden_preactivations, quantiles
 from service.monitoring.window import PassengerWindow
-from service.registry import Registry
+from service.pair import ServedPair
 from survival.features import FloatArray, Preprocessing, preprocess
 from survival.reference import (
     AGE_INDEX,
@@ -85,7 +85,7 @@ class MonitoredRun:
         return 1 + sum(len(m.probes) for m in self.models)
 
 
-def monitored_run(registry: Registry) -> MonitoredRun:
+def monitored_run(registry: ServedPair) -> MonitoredRun:
     """The run's references, checked against its served layers (UnusableReferenceError naming the file otherwise)."""
     models = []
     features: FeatureReference | None = None
@@ -133,7 +133,7 @@ class Monitor:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: ServedPair,
         *,
         capacity: int,
         min_size: int,
@@ -153,7 +153,7 @@ class Monitor:
         """Add the rows of a served (valid) request to the window."""
         self.window.add(raw)
 
-    def swap(self, registry: Registry) -> bool:
+    def swap(self, registry: ServedPair) -> bool:
         """Compare with `registry`'s run from now on; returns whether the window was kept.
 
         The window holds raw inputs, which mean the same under any model: it is kept when the new run's

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from service.dashboard.render import render_dashboard
-from service.deps import RegistryDep, TelemetryDep
+from service.deps import PairDep, StateDep, TelemetryDep
 from service.negotiation import preferred
-from service.registry import Registry, ServedModel
+from service.pair import ServedModel, ServedPair
 from service.schemas import MetricsReport, ModelMetrics
 from service.telemetry import EXPOSITION_TYPE
 from survival.study import StudyReport, load_study
@@ -81,7 +81,7 @@ def training_summary(served: ServedModel) -> dict[str, Any]:
     }
 
 
-def metrics_report(registry: Registry, study: StudyReport | None) -> MetricsReport:
+def metrics_report(registry: ServedPair, study: StudyReport | None) -> MetricsReport:
     """The metrics of both served models, from their checkpoints."""
     models = {
         name: ModelMetrics(
@@ -97,9 +97,9 @@ def metrics_report(registry: Registry, study: StudyReport | None) -> MetricsRepo
     response_model=MetricsReport,
     responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
 )
-async def metrics(request: Request, registry: RegistryDep) -> Response:
+async def metrics(request: Request, registry: PairDep, state: StateDep) -> Response:
     """Validation metrics of both models (JSON); a browser asking for text/html gets the dashboard."""
-    study: StudyReport | None = request.app.state.study.get()
+    study: StudyReport | None = state.study.get()
     report = metrics_report(registry, study)
     headers = {"Vary": "Accept"}
     if preferred(request.headers.get("accept"), METRICS_TYPES) == "text/html":
@@ -108,10 +108,10 @@ async def metrics(request: Request, registry: RegistryDep) -> Response:
 
 
 @router.get("/metrics/prometheus", response_class=Response)
-async def prometheus(request: Request, registry: RegistryDep, telemetry: TelemetryDep) -> Response:
+async def prometheus(registry: PairDep, state: StateDep, telemetry: TelemetryDep) -> Response:
     """Operational metrics in the Prometheus text format."""
     for name, served in registry.models.items():
         telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
-    if request.app.state.monitor is not None:
-        request.app.state.monitor.report()  # sets the monitoring gauges from this worker's window
+    if state.lifecycle.monitor is not None:
+        state.lifecycle.monitor.report()  # sets the monitoring gauges from this worker's window
     return Response(telemetry.exposition(), media_type=EXPOSITION_TYPE)

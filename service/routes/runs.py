@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from service.registry import Registry
+from service.deps import StateDep
+from service.pair import ServedPair
 from service.reload import Reloader
 from service.schemas import LastReload, RunInfo, RunsReport, ServingRun
 from survival.runs import current_target, list_runs
@@ -15,13 +16,13 @@ from survival.runs import current_target, list_runs
 router = APIRouter(tags=["runs"])
 
 
-def runs_report(model_dir: Path, registry: Registry | None, reloader: Reloader) -> RunsReport:
+def runs_report(model_dir: Path, registry: ServedPair | None, reloader: Reloader) -> RunsReport:
     """The report, read from disk now (a few small JSON files per run; bounded)."""
     current = current_target(model_dir)
     last = reloader.last_reload
     serving_id = registry.run_id if registry is not None else None
     return RunsReport(
-        serving=ServingRun(run_id=serving_id, since=reloader.serving_since.isoformat())
+        serving=ServingRun(run_id=serving_id, since=reloader.pair.serving_since.isoformat())
         if serving_id is not None
         else None,
         current=current.name if current is not None else None,
@@ -42,9 +43,7 @@ def runs_report(model_dir: Path, registry: Registry | None, reloader: Reloader) 
 
 
 @router.get("/runs", response_model=RunsReport)
-async def runs(request: Request) -> RunsReport:
+async def runs(state: StateDep) -> RunsReport:
     """The run being served and since when, the run `current` points at, the last reload, and every run on disk."""
-    reloader: Reloader = request.app.state.reloader
-    registry: Registry | None = request.app.state.registry
     # Reading the runs' metadata touches the disk: off the event loop.
-    return await run_in_threadpool(runs_report, reloader.model_dir, registry, reloader)
+    return await run_in_threadpool(runs_report, state.settings.model_dir, state.pair.current, state.reloader)

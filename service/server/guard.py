@@ -23,23 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
-from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
-from typing import Any, Final
+from typing import Any
 
-import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from service.config import Settings, get_settings
-from service.one_write import write_head_with_body
-from service.telemetry import TIMED_OUT
-
-# File descriptors kept free of connections: the listener, log files, the models, the metrics files.
-RESERVED_FILES: Final[int] = 64
+from service.note import note_of
+from service.server.config import ServiceConfig
+from service.server.one_write import offer_respond, write_head_with_body
 
 
 class Phase(Enum):
@@ -52,39 +45,8 @@ class Phase(Enum):
 
 
 class RefusedError(Exception):
-    """Raised in a parser callback to stop parsing a request that breaks a limit."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The bounds one worker enforces."""
-
-    header_timeout_s: float
-    body_timeout_s: float
-    max_connections: int
-    max_pending_body_bytes: int
-    max_url_bytes: int
-    max_header_bytes: int
-    max_headers: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings, file_limit: int) -> Limits:
-        """The settings' limits, with the connection bound kept below the process's file limit."""
-        return cls(
-            header_timeout_s=settings.header_timeout_s,
-            body_timeout_s=settings.body_timeout_s,
-            max_connections=max(1, min(settings.max_connections, file_limit - RESERVED_FILES)),
-            max_pending_body_bytes=settings.max_pending_body_bytes,
-            max_url_bytes=settings.max_url_bytes,
-            max_header_bytes=settings.max_header_bytes,
-            max_headers=settings.max_headers,
-        )
-
-
-@lru_cache
-def worker_limits() -> Limits:
-    """This worker's limits, read once."""
-    return Limits.from_settings(get_settings(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    """Raised in a parser callback to stop parsing a request that breaks a limit (uvicorn then calls
+    `send_400_response`, which answers the limit's own status instead)."""
 
 
 class Pool:
@@ -138,8 +100,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        if not isinstance(config, ServiceConfig):
+            raise TypeError("GuardedHttpToolsProtocol reads its limits from a service.server.config.ServiceConfig")
         super().__init__(config, server_state, app_state, _loop)
-        self.limits = worker_limits()
+        self.limits = config.limits
         self.pool = pool_of(server_state)
         self.phase = Phase.HEAD
         self.body_bytes = 0
@@ -179,8 +143,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # A connection that never began a request is closed without a word.
             self._close(408 if self._began else None, "the request headers did not arrive in time")
         elif self.phase is Phase.BODY:
-            if self.cycle is not None:
-                self.cycle.scope[TIMED_OUT] = True  # type: ignore[literal-required]
+            note = note_of(self.cycle.scope) if self.cycle is not None else None  # type: ignore[arg-type]
+            if note is not None:
+                note.timed_out = True
             self._close(408, "the request body did not arrive in time")
         elif self.phase is Phase.IDLE:
             self._close(None, "")
@@ -224,30 +189,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """uvicorn's parsing, answering a broken limit with its own status instead of a 400."""
-        self._unset_keepalive_if_required()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError:
-            if self._refusal is None:
-                raise
-            self._close(*self._refusal)
-            return
-        except httptools.HttpParserError:
-            self.logger.warning("Invalid HTTP request received.")
-            self.send_400_response("Invalid HTTP request received.")
-            return
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-            return
+        """uvicorn's parsing; then count what has arrived of an unfinished head."""
+        super().data_received(data)
         if self.phase is Phase.HEAD and not self.transport.is_closing():
             # httptools keeps an unfinished header in its own buffer: count what has arrived for the head.
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_bytes:
                 self._close(431, self._head_too_large())
+
+    def send_400_response(self, msg: str) -> None:
+        """A request refused by a limit (a parser callback raised) gets that limit's status; anything else a 400."""
+        if self._refusal is not None:
+            self._close(*self._refusal)
+            return
+        super().send_400_response(msg)
 
     def _refuse(self, status: int, detail: str) -> None:
         self._refusal = (status, detail)
@@ -288,6 +243,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not cycle:
             write_head_with_body(self.cycle)
+            offer_respond(self.cycle)
 
     def on_body(self, body: bytes) -> None:
         """Count the body's bytes against the worker's bound on unfinished bodies."""

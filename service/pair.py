@@ -1,4 +1,4 @@
-"""The loaded models: each variant's served (folded) form with its metadata, both run as one network."""
+"""The served pair: both variants of one training run in their served (folded) form, run as one network."""
 
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def side_by_side(models: list[ServedModel]) -> Layers:
 
 
 @dataclass(frozen=True)
-class Registry:
-    """Both served variants of one training run."""
+class ServedPair:
+    """Both served variants of one training run (what `PairHolder` in service/state.py serves and swaps)."""
 
     models: dict[VariantName, ServedModel]
     run_id: str
@@ -100,12 +100,12 @@ class Registry:
         return {name: self.models[name].predict_proba(raw) for name in names}
 
     @classmethod
-    def load(cls, model_dir: Path) -> Registry:
+    def load(cls, model_dir: Path) -> ServedPair:
         """Load both served models of the current run (raises CheckpointError with a clear message)."""
         return cls.load_run(model_dir, current_run_dir(model_dir))
 
     @classmethod
-    def load_run(cls, model_dir: Path, run_dir: Path) -> Registry:
+    def load_run(cls, model_dir: Path, run_dir: Path) -> ServedPair:
         """Load both served models of one run directory (raises CheckpointError with a clear message)."""
         pair = load_served_run(run_dir)
         models = {name: ServedModel.from_checkpoint(name, pair[name]) for name in VARIANTS}

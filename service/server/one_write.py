@@ -10,7 +10,10 @@ tests/test_nginx.py kills a replica under load and counts no failed request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from functools import partial
+from typing import Any, Final
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 Send = Callable[[Any], Awaitable[None]]
 
@@ -59,3 +62,46 @@ def write_head_with_body(cycle: Any) -> None:
 
     # The ASGI task looks `cycle.send` up when it starts, after this runs (uvicorn schedules it).
     cycle.send = one_write_send
+
+
+# The scope extension through which an app answers a request in one call and one write (service/dataplane/front.py).
+RESPOND: Final[str] = "service.respond"
+
+
+def offer_respond(cycle: Any) -> None:
+    """Offer the app of uvicorn's request-response `cycle` the RESPOND extension, bound to the cycle."""
+    extensions = cycle.scope.get("extensions")
+    if extensions is None:
+        extensions = cycle.scope["extensions"] = {}
+    extensions[RESPOND] = partial(respond, cycle)
+
+
+async def respond(cycle: Any, status: int, head: bytes, body: bytes, close: bool) -> None:
+    """The whole answer in one transport write: status line, the server's headers, `head` (CRLF-terminated lines),
+    Content-Length and the body; `close` ends the connection after it (its request body was not read to the end).
+
+    What uvicorn's `send` does for a start and a body message, without building and checking an ASGI message per
+    part: the data plane's own answers only, whose header lines it writes itself.
+    """
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()
+    if cycle.disconnected:
+        return
+    if cycle.response_started:
+        raise RuntimeError("an answer has already been started for this request")
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    if close:
+        cycle.keep_alive = False
+    parts = [STATUS_LINE[status]]
+    parts += [b"%s: %s\r\n" % pair for pair in cycle.default_headers]
+    parts += [head, b"content-length: %d\r\n" % len(body)]
+    if not cycle.keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts += [b"\r\n", body]
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any, Literal, NoReturn
+from typing import NoReturn, Protocol
 
 from uvicorn.config import STARTUP_FAILURE
 
@@ -22,14 +22,13 @@ def fail_start(message: str) -> NoReturn:
     os._exit(STARTUP_FAILURE if multiprocessing.parent_process() is not None else 1)
 
 
-def readiness(state: Any) -> Literal["loading", "draining", "ready"]:
-    """What an app's state (`registry`, `draining`) says of taking traffic: GET /ready and /v2/health/ready."""
-    if state.draining:
-        return "draining"
-    return "loading" if getattr(state, "registry", None) is None else "ready"
+class Drainable(Protocol):
+    """What a SIGTERM marks as draining (service/state.py's Lifecycle)."""
+
+    draining: bool
 
 
-def install_drain(state: Any, drain_s: float) -> None:
+def install_drain(state: Drainable, drain_s: float) -> None:
     """On SIGTERM set `state.draining` (/ready answers 503) at once, and run uvicorn's own handler `drain_s` later.
 
     uvicorn's handler closes the listener, finishes the requests in flight (bounded by its graceful
