@@ -146,3 +146,40 @@ def test_nested_models_are_named_sections_with_the_variables_pydantic_settings_r
     page = gen.render(Sectioned)
     assert "\n## Request limits\n\nLimits of one request.\n" in page
     assert "| `LIMITS__MAX_ROWS` | `10` | integer, >= 1 | Most rows. |" in page
+
+
+class Paths(BaseSettings):
+    """Where things are: the model directory."""
+
+    model_dir: Path = Field(default=Path("models"), description="Where runs are.")
+
+
+class Server(BaseSettings):
+    """The server."""
+
+    port: int = Field(default=8000, ge=0, le=65535, description="The port.")
+
+
+class Mixed(Server, Paths):
+    """Settings in sections by inheritance, as service/config.py holds them."""
+
+    log_level: str = Field(default="info", description="Declared on the class itself.")
+
+
+def test_settings_inherited_from_section_classes_are_shown_in_those_sections() -> None:
+    found = gen.sections(Mixed)
+    assert [(s.title, [r.env for r in s.rows]) for s in found] == [
+        ("Other", ["LOG_LEVEL"]),
+        ("Where things are", ["MODEL_DIR"]),
+        ("The server", ["PORT"]),
+    ]
+    assert found[1].intro == "Where things are: the model directory."
+    assert found[2].intro == ""  # the docstring is the title
+
+
+def test_each_section_of_the_real_settings_holds_its_classs_fields() -> None:
+    by_title = {section.title: [row.path[-1] for row in section.rows] for section in gen.sections()}
+    for base in gen.mixin_sections(Settings):
+        title, _ = gen.heading(base.__doc__ or base.__name__)
+        assert by_title[title] == [name for name in vars(base)["__annotations__"] if name in Settings.model_fields]
+    assert sum(len(names) for names in by_title.values()) == len(Settings.model_fields)

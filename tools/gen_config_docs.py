@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 import types
 import typing
@@ -157,11 +158,40 @@ def section_rows(model: type[BaseModel], prefix: str, path: tuple[str, ...]) -> 
             yield Row(env_name(name, field, prefix), shown_default(field), allowed(field), description, (*path, name))
 
 
+def mixin_sections(settings: type[BaseSettings]) -> list[type[BaseSettings]]:
+    """The settings classes `settings` inherits its fields from (a section each), in the order pydantic lists them."""
+    bases = [
+        base
+        for base in reversed(settings.__mro__[1:])
+        if isinstance(base, type) and issubclass(base, BaseSettings) and base is not BaseSettings
+    ]
+    return [base for base in bases if vars(base).get("__annotations__")]
+
+
+def heading(doc: str) -> tuple[str, str]:
+    """A section's title (its docstring's first phrase) and introduction (the whole docstring, when longer)."""
+    text = " ".join(doc.split())
+    title = re.split(r"[:(,.;]", text, maxsplit=1)[0].strip() or text
+    title = title[0].upper() + title[1:]
+    return title, (text if text.rstrip(".") != title else "")
+
+
 def sections(settings: type[BaseSettings] = Settings) -> list[Section]:
-    """The top-level settings, then one section per nested model (recursively, depth first)."""
+    """The settings in sections: one per settings class they are inherited from (`class Settings(ServerSettings,
+    LogSettings, ...)`) and one per nested model (recursively, depth first); fields in neither come first."""
     top_prefix = str(settings.model_config.get("env_prefix") or "")
     delimiter = settings.model_config.get("env_nested_delimiter")
-    found = [Section("Service", "", tuple(section_rows(settings, top_prefix, ())))]
+    top = tuple(section_rows(settings, top_prefix, ()))
+    found = []
+    placed: set[str] = set()
+    for base in mixin_sections(settings):
+        own = [name for name in vars(base).get("__annotations__", {}) if name in settings.model_fields]
+        rows = tuple(row for row in top if row.path[-1] in own)
+        placed.update(row.path[-1] for row in rows)
+        title, intro = heading(base.__doc__ or base.__name__)
+        found.append(Section(title, intro, rows))
+    rest = tuple(row for row in top if row.path[-1] not in placed)
+    found.insert(0, Section("Service" if not placed else "Other", "", rest))
 
     def walk(model: type[BaseModel], prefix: str, path: tuple[str, ...]) -> None:
         for name, field in model.model_fields.items():
