@@ -95,3 +95,15 @@ def test_every_trainer_flag_the_docs_list_is_one_the_trainer_takes() -> None:
         helps.append(done.stdout)
     taken = set(re.findall(r"--[a-z-]+", "\n".join(helps)))
     assert listed <= taken, f"documented flags the trainer does not take: {sorted(listed - taken)}"
+
+
+def test_every_file_the_docs_name_exists() -> None:
+    pattern = (
+        r"\b((?:service|survival|training|tests|bench|tools|deploy|data)/[\w./-]+\.(?:py|ya?ml|conf|csv|md|json|js))"
+    )
+    missing = []
+    for page in [README, *sorted(DOCS.glob("*.md"))]:
+        for path in sorted(set(re.findall(pattern, page.read_text(encoding="utf-8")))):
+            if not (REPO_DIR / path).exists():
+                missing.append(f"{page.relative_to(REPO_DIR)}: {path}")
+    assert not missing, "the docs name files that do not exist (moved?):\n" + "\n".join(missing)
