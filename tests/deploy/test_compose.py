@@ -1,8 +1,15 @@
-"""`docker compose up` end to end: the real image and stack, brought up by ../shared/tools/docker-harness.
+"""`docker compose up` end to end: the real images and stack, on your own Docker engine or through the harness.
 
-The harness builds the image (CPU torch from the machine's local wheel), runs `up -d --wait` on a fresh
-volume and probes /ready; with KEEP_UP=1 it leaves the stack running, and these tests check the running
-containers, then a second `up` on the same volume, then tear everything down (`down -v`).
+Two ways to bring the stack up (`choose_engine`):
+- where ../shared/tools/docker-harness exists (this project's CI machine, which cannot reach Docker Hub), the
+  harness builds the images on a local stand-in base image with CPU torch from the machine's local wheel,
+  runs `up -d --wait` on a fresh volume and probes /ready (KEEP_UP=1 leaves the stack running);
+- anywhere else, your own engine (`docker info` answers and `docker compose version` is Compose v2): the
+  tests run `docker compose build` with the Dockerfile's own defaults (the digest-pinned base image, torch from
+  PyTorch's CPU index: minutes and about 1 GB of downloads the first time), then `up -d --wait`.
+Either way the tests check the running containers, then a second `up` on the same volume, then tear
+everything down (`down -v`). The compose project is named smoke-<directory>, on a free host port, so it never
+touches a stack you run yourself with `docker compose up`.
 """
 
 from __future__ import annotations
@@ -98,48 +105,120 @@ def free_port() -> int:
         return port
 
 
-def docker_usable() -> bool:
-    """An engine answers, or the harness may install and start one (it needs root for that)."""
-    if shutil.which("docker") is not None:
-        info = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
-        if info.returncode == 0:
-            return True
-    return os.geteuid() == 0
+def succeeds(*command: str) -> bool:
+    """The command exists and exits 0 within a minute."""
+    if shutil.which(command[0]) is None:
+        return False
+    try:
+        return subprocess.run(command, capture_output=True, timeout=60, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def choose_engine(harness: bool, engine: bool, compose_v2: bool, root: bool) -> tuple[str | None, str]:
+    """("harness" | "own" | None, why): how to bring the stack up on this machine.
+
+    The harness where it exists (it reuses a running engine, and as root starts one and installs Compose v2);
+    elsewhere the user's own engine when it answers and has Compose v2; otherwise nothing, and the reason.
+    """
+    if harness and (engine or root):
+        return "harness", f"the offline harness {HARNESS}"
+    if engine and compose_v2:
+        return "own", "this machine's Docker engine and Compose v2"
+    if harness:
+        return None, f"no Docker engine answers (`docker info`) and, not being root, {HARNESS} cannot start one"
+    if engine:
+        return None, "`docker compose version` fails: the tests need Docker Compose v2 (the `docker compose` plugin)"
+    return None, "no Docker engine answers (`docker info`); start Docker, or install it, to run the compose tests"
+
+
+def up_through_harness(running: Stack) -> None:
+    """Build and start the stack with ../shared/tools/docker-harness (stand-in base image, local torch wheel)."""
+    # PYTHON_IMAGE: the harness's local stand-in for the Dockerfile's digest-pinned base (no Docker Hub there).
+    env = {
+        **os.environ,
+        "KEEP_UP": "1",
+        "API_PORT": str(running.port),
+        "EXPECT": '"ready"',
+        "PYTHON_IMAGE": STAND_IN_BASE,
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(HARNESS), str(REPO_DIR), f"{running.base_url}/ready"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=HARNESS_TIMEOUT_S,
+        env=env,
+        check=False,
+    )
+    running.timings["harness_total_s"] = round(time.monotonic() - started, 1)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"compose-smoke.sh failed (exit {result.returncode}):\n{log[-6000:]}"
+    for step in ("build", "up --wait"):
+        match = re.search(rf"{re.escape(step)} ok \[([\d.]+)s\]", log)
+        if match:
+            running.timings[f"{step.replace(' --wait', '')}_s"] = float(match.group(1))
+
+
+def up_on_own_engine(running: Stack) -> None:
+    """Build the images with the Dockerfile's defaults and start the stack on this machine's engine."""
+    env = {"API_PORT": str(running.port)}
+    started = time.monotonic()
+    build = compose("build", timeout=HARNESS_TIMEOUT_S, env=env)
+    running.timings["build_s"] = round(time.monotonic() - started, 1)
+    assert build.returncode == 0, f"docker compose build failed:\n{(build.stdout + build.stderr)[-6000:]}"
+    started = time.monotonic()
+    up = compose("up", "-d", "--wait", "--wait-timeout", "300", timeout=600, env=env)
+    running.timings["up_s"] = round(time.monotonic() - started, 1)
+    assert up.returncode == 0, f"docker compose up --wait failed:\n{(up.stdout + up.stderr)[-6000:]}"
+    status, body = http(f"{running.base_url}/ready")
+    assert (status, body.get("status")) == (200, "ready"), body
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     """The real compose stack, up and ready; `down -v` afterwards whatever happened."""
-    need(HARNESS.is_file(), f"the Docker harness {HARNESS} is not present (it lives in ../shared)")
-    need(docker_usable(), "no Docker engine answers (`docker info`) and this user cannot start one")
+    mode, why = choose_engine(
+        harness=HARNESS.is_file(),
+        engine=succeeds("docker", "info"),
+        compose_v2=succeeds("docker", "compose", "version"),
+        root=os.geteuid() == 0,
+    )
+    need(mode is not None, why)
     port = free_port()
     running = Stack(base_url=f"http://127.0.0.1:{port}", port=port)
-    # PYTHON_IMAGE: the harness's local stand-in for the Dockerfile's digest-pinned base (no Docker Hub here).
-    env = {**os.environ, "KEEP_UP": "1", "API_PORT": str(port), "EXPECT": '"ready"', "PYTHON_IMAGE": STAND_IN_BASE}
     try:
-        started = time.monotonic()
-        result = subprocess.run(
-            [str(HARNESS), str(REPO_DIR), f"{running.base_url}/ready"],
-            cwd=REPO_DIR,
-            capture_output=True,
-            text=True,
-            timeout=HARNESS_TIMEOUT_S,
-            env=env,
-            check=False,
-        )
-        running.timings["harness_total_s"] = round(time.monotonic() - started, 1)
-        log = result.stdout + result.stderr
-        assert result.returncode == 0, f"compose-smoke.sh failed (exit {result.returncode}):\n{log[-6000:]}"
-        for step in ("build", "up --wait"):
-            match = re.search(rf"{re.escape(step)} ok \[([\d.]+)s\]", log)
-            if match:
-                running.timings[f"{step.replace(' --wait', '')}_s"] = float(match.group(1))
+        if mode == "harness":
+            up_through_harness(running)
+        else:
+            up_on_own_engine(running)
         yield running
     finally:
         down = compose("down", "-v", "--remove-orphans", "-t", "10", timeout=180, env={"API_PORT": str(port)})
         OUTPUT_DIR.mkdir(exist_ok=True)
         (OUTPUT_DIR / "compose-timings.json").write_text(json.dumps(running.timings, indent=2) + "\n")
         assert down.returncode == 0, f"docker compose down -v failed:\n{down.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize(
+    ("harness", "engine", "compose_v2", "root", "mode"),
+    [
+        (True, True, True, False, "harness"),  # the CI machine: the harness, reusing the running engine
+        (True, False, False, True, "harness"),  # the harness may start an engine and install Compose v2
+        (False, True, True, False, "own"),  # a user with Docker and no ../shared: their own engine
+        (False, True, True, True, "own"),
+        (False, True, False, False, None),  # an engine without Compose v2
+        (False, False, True, True, None),  # no engine, no harness
+        (True, False, True, False, None),  # the harness, but no engine and no right to start one
+    ],
+)
+def test_the_engine_is_the_users_own_unless_the_harness_exists(
+    harness: bool, engine: bool, compose_v2: bool, root: bool, mode: str | None
+) -> None:
+    chosen, why = choose_engine(harness=harness, engine=engine, compose_v2=compose_v2, root=root)
+    assert chosen == mode
+    assert why
 
 
 def test_ready_answers_200_with_both_models(stack: Stack) -> None:

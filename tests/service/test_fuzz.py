@@ -95,7 +95,7 @@ HEADERS = st.sampled_from(
 
 
 # JSON: the right keys (and Kaggle's, and typos) with good, edge and wrong-typed values, single or in batches
-# (finite floats only: NaN and Infinity are not JSON, the client could not send them; tests/test_hostile.py does).
+# (finite floats only: NaN and Infinity are not JSON, the client could not send them; test_hostile.py does).
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),

@@ -3,7 +3,7 @@
 The served app (its lifespan run, real checkpoints) behind the protocol `python -m service` runs
 (service.guard.GuardedHttpToolsProtocol), fed raw requests; the transport records every write. A worker killed
 between two writes of one response would leave a load balancer with a head it cannot retry
-(tests/test_nginx.py kills one under load).
+(tests/deploy/test_nginx.py kills one under load).
 """
 
 from __future__ import annotations
