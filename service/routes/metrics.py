@@ -81,15 +81,15 @@ def training_summary(served: ServedModel) -> dict[str, Any]:
     }
 
 
-def metrics_report(registry: ServedPair, study: StudyReport | None) -> MetricsReport:
+def metrics_report(pair: ServedPair, study: StudyReport | None) -> MetricsReport:
     """The metrics of both served models, from their checkpoints."""
     models = {
         name: ModelMetrics(
             validation=served.metadata.metrics, curves=served.metadata.curves, training=training_summary(served)
         )
-        for name, served in registry.models.items()
+        for name, served in pair.models.items()
     }
-    return MetricsReport(models=models, baseline=registry.models["batchnorm"].metadata.baseline, study=study)
+    return MetricsReport(models=models, baseline=pair.models["batchnorm"].metadata.baseline, study=study)
 
 
 @router.get(
@@ -97,10 +97,10 @@ def metrics_report(registry: ServedPair, study: StudyReport | None) -> MetricsRe
     response_model=MetricsReport,
     responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
 )
-async def metrics(request: Request, registry: PairDep, state: StateDep) -> Response:
+async def metrics(request: Request, pair: PairDep, state: StateDep) -> Response:
     """Validation metrics of both models (JSON); a browser asking for text/html gets the dashboard."""
     study: StudyReport | None = state.study.get()
-    report = metrics_report(registry, study)
+    report = metrics_report(pair, study)
     headers = {"Vary": "Accept"}
     if preferred(request.headers.get("accept"), METRICS_TYPES) == "text/html":
         return HTMLResponse(render_dashboard(report), headers={**headers, "Content-Security-Policy": DASHBOARD_CSP})
@@ -108,9 +108,9 @@ async def metrics(request: Request, registry: PairDep, state: StateDep) -> Respo
 
 
 @router.get("/metrics/prometheus", response_class=Response)
-async def prometheus(registry: PairDep, state: StateDep, telemetry: TelemetryDep) -> Response:
+async def prometheus(pair: PairDep, state: StateDep, telemetry: TelemetryDep) -> Response:
     """Operational metrics in the Prometheus text format."""
-    for name, served in registry.models.items():
+    for name, served in pair.models.items():
         telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
     if state.lifecycle.monitor is not None:
         state.lifecycle.monitor.report()  # sets the monitoring gauges from this worker's window
