@@ -82,6 +82,9 @@ def decode(body: bytes, header_length: str | None, max_elements: int) -> Decoded
         dtype = INPUT_DTYPES.get(item.datatype)
         if dtype is None:
             bad_request(f"{where}: datatype {item.datatype[:20]!r} is not supported; send {', '.join(INPUT_DTYPES)}")
+        if any(dim > max_elements for dim in item.shape):
+            # Checked before the product: dimensions of thousands of digits would make a number too long to print.
+            raise ApiError(413, f"{where}: a dimension of the shape is over the limit of {max_elements} values")
         count = math.prod(item.shape)
         if count > max_elements:
             raise ApiError(413, f"{where}: shape {item.shape} holds {count} values, over the limit of {max_elements}")
