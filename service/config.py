@@ -50,12 +50,6 @@ class ModelSettings(BaseSettings):
         ge=1024,
         description="Bytes of big bodies that may wait for or be in the batch thread of a worker (503 past it).",
     )
-    max_json_object_keys: int = Field(
-        default=1_000,
-        ge=16,
-        description="Most keys in one JSON object of a data-route body (400 above): checked with a cheap scan "
-        "before parsing, since one object with a huge number of keys holds the interpreter lock while it is parsed.",
-    )
     inline_max_bytes: int = Field(
         default=16_384,
         ge=0,
