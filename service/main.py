@@ -18,7 +18,6 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
-from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
@@ -38,6 +37,7 @@ from service.routes import admin, health, metrics, models, monitoring, predict, 
 from service.schemas import Passenger, PassengerBatch
 from service.server.lifecycle import fail_start, install_drain
 from service.state import AppState, PairHolder, state_of
+from service.static_files import BoundedStaticFiles
 from service.telemetry import ControlMiddleware, Telemetry
 from service.v2 import routes as v2_routes
 from service.version import package_version
@@ -176,8 +176,9 @@ def create_app(
     for module in (health, models, metrics, monitoring, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    install_docs(app)
+    per_client = state.settings.static_max_large_per_client
+    app.mount("/static", BoundedStaticFiles(directory=STATIC_DIR, max_large_per_client=per_client), name="static")
+    install_docs(app, per_client)
     app.add_api_route("/", root, include_in_schema=False)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
