@@ -50,6 +50,17 @@ class ModelSettings(BaseSettings):
         ge=1024,
         description="Bytes of big bodies that may wait for or be in the batch thread of a worker (503 past it).",
     )
+    study_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest study.json GET /metrics reads (a larger one is reported as a problem, not parsed).",
+    )
+    file_read_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="GET /metrics waits this long for study.json (read in a thread); a hung file is reported.",
+    )
     inline_max_bytes: int = Field(
         default=16_384,
         ge=0,

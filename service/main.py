@@ -38,6 +38,7 @@ from service.schemas import Passenger, PassengerBatch
 from service.server.lifecycle import fail_start, install_drain
 from service.state import AppState, PairHolder, state_of
 from service.static_files import BoundedStaticFiles
+from service.study_cache import StudyCache
 from service.telemetry import ControlMiddleware, Telemetry
 from service.v2 import routes as v2_routes
 from service.version import package_version
@@ -99,7 +100,7 @@ def build_state(settings: Settings) -> AppState:
         access_log=AccessLog(settings.log_format) if settings.access_log else None,
         pair=pair,
         reloader=Reloader(pair, settings.model_dir, telemetry),
-        study=metrics.StudyCache(settings.model_dir / STUDY_FILE),
+        study=StudyCache(settings.model_dir / STUDY_FILE, settings.study_max_bytes, settings.file_read_timeout_s),
         # Registered once per app (a lifespan may run more than once, in tests).
         monitor_gauges=MonitoringGauges(telemetry.registry) if settings.monitor else None,
     )
