@@ -105,6 +105,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._chunks = 0
         self._request_body = 0  # body bytes of the current request (not released when it completes)
         self._framing = 0  # bytes of the current body that were chunk framing, not body
+        self._requests = 0  # begun on this connection
         self._refusal: tuple[int, str] | None = None
 
     # --- waiting on the client, or not ---------------------------------------------------------------------------
@@ -242,7 +243,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's parsing; the client's rate, what arrived of an unfinished head, and a body's chunk framing."""
         self._last_byte = self.loop.time()
         self._arrived += len(data)
-        in_body, body_before = self.phase is Phase.BODY, self._request_body
+        in_body, body_before, request = self.phase is Phase.BODY, self._request_body, self._requests
         super().data_received(data)
         if self.transport.is_closing():
             return
@@ -251,7 +252,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_bytes:
                 self._close(431, self._head_too_large())
-        elif in_body and self.phase is Phase.BODY:
+        elif in_body and self.phase is Phase.BODY and request == self._requests:
             # What was not body is framing: chunk sizes, extensions, trailers (httptools buffers a partial one).
             self._framing += len(data) - (self._request_body - body_before)
             if self._framing > self.limits.max_chunk_framing_bytes + 24 * self._chunks:
@@ -273,6 +274,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._began = True
         self._head_bytes = self._url_bytes = self._field_bytes = self._header_count = 0
         self._chunks = self._request_body = self._framing = 0
+        self._requests += 1
         if self.phase is not Phase.HEAD:
             self._wait(Phase.HEAD, self.limits.header_timeout_s)
 
