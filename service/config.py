@@ -39,6 +39,28 @@ class ModelSettings(BaseSettings):
         le=3600,
         description="Seconds between checks of what MODEL_DIR/current points at (a new run is swapped in); 0: off.",
     )
+    batch_queue_max: int = Field(
+        default=4,
+        ge=1,
+        description="Big bodies (over INLINE_MAX_BYTES), read in full, that may wait for or be in the one batch "
+        "thread of a worker; past it (or BATCH_QUEUE_MAX_BYTES) a 503 with Retry-After, never memory growth.",
+    )
+    batch_queue_max_bytes: int = Field(
+        default=24 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of big bodies that may wait for or be in the batch thread of a worker (503 past it).",
+    )
+    study_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest study.json GET /metrics reads (a larger one is reported as a problem, not parsed).",
+    )
+    file_read_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="GET /metrics waits this long for study.json (read in a thread); a hung file is reported.",
+    )
     inline_max_bytes: int = Field(
         default=16_384,
         ge=0,
@@ -99,6 +121,41 @@ class ServerSettings(BaseSettings):
         default=32 * 1024 * 1024,
         ge=1024,
         description="Bytes of unfinished request bodies a worker holds; past it the oldest stalled upload is closed.",
+    )
+    send_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="A client that takes none of its answer for this long (the answer's unsent bytes stay over "
+        "the transport's high-water mark, or a closing connection's do not drain) is disconnected.",
+    )
+    max_output_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=65_536,
+        description="Bytes of answers a worker holds for clients that do not read them; past it the connection "
+        "that has not read for longest is disconnected.",
+    )
+    min_client_rate: int = Field(
+        default=8_192,
+        ge=0,
+        description="Bytes per second below which a connection sending its request counts as slow: only such "
+        "connections (and idle ones) are shed to make room; one quiet for a second counts as stalled.",
+    )
+    max_body_chunks: int = Field(
+        default=4_096,
+        ge=16,
+        description="Most chunks in one chunked request body (400 above): each costs a parser callback.",
+    )
+    max_chunk_framing_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        description="Bytes of chunk framing beyond the sizes (extensions, trailers) in one request (400 above).",
+    )
+    static_max_large_per_client: int = Field(
+        default=4,
+        ge=1,
+        description="Static files over 64 KiB (/static, /docs/static) being sent at once to one client address; "
+        "past it a 429 with Retry-After (behind a proxy every client shares its address).",
     )
     max_url_bytes: int = Field(default=8_192, ge=256, description="Longest request target (414 above).")
     max_header_bytes: int = Field(default=32_768, ge=1024, description="Largest request head (431 above).")

@@ -20,7 +20,8 @@ SMALL_BATCH: Final[int] = 8
 
 def parse_json(body: bytes, max_batch: int) -> FloatArray:
     """One passenger object, or {"passengers": [...]}; no NaN/Infinity, no duplicate keys, values per the rules."""
-    data = strict_json.loads(body, allow_nan=False)
+    max_keys = strict_json.KEYS_PER_PASSENGER * max_batch + strict_json.MAX_OBJECT_KEYS
+    data = strict_json.loads(body, allow_nan=False, max_keys=max_keys)
     if not isinstance(data, dict):
         raise ApiError(422, f"body must be a JSON object (a passenger or {{'passengers': [...]}}), got {_kind(data)}")
     if "passengers" not in data:

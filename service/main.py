@@ -18,7 +18,6 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
-from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
@@ -38,6 +37,8 @@ from service.routes import admin, health, metrics, models, monitoring, predict, 
 from service.schemas import Passenger, PassengerBatch
 from service.server.lifecycle import fail_start, install_drain
 from service.state import AppState, PairHolder, state_of
+from service.static_files import BoundedStaticFiles
+from service.study_cache import StudyCache
 from service.telemetry import ControlMiddleware, Telemetry
 from service.v2 import routes as v2_routes
 from service.version import package_version
@@ -99,7 +100,7 @@ def build_state(settings: Settings) -> AppState:
         access_log=AccessLog(settings.log_format) if settings.access_log else None,
         pair=pair,
         reloader=Reloader(pair, settings.model_dir, telemetry),
-        study=metrics.StudyCache(settings.model_dir / STUDY_FILE),
+        study=StudyCache(settings.model_dir / STUDY_FILE, settings.study_max_bytes, settings.file_read_timeout_s),
         # Registered once per app (a lifespan may run more than once, in tests).
         monitor_gauges=MonitoringGauges(telemetry.registry) if settings.monitor else None,
     )
@@ -176,8 +177,9 @@ def create_app(
     for module in (health, models, metrics, monitoring, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    install_docs(app)
+    per_client = state.settings.static_max_large_per_client
+    app.mount("/static", BoundedStaticFiles(directory=STATIC_DIR, max_large_per_client=per_client), name="static")
+    install_docs(app, per_client)
     app.add_api_route("/", root, include_in_schema=False)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from service.monitoring.gauges import MonitoringGauges
     from service.monitoring.monitor import Monitor
     from service.reload import Reloader
-    from service.routes.metrics import StudyCache
+    from service.study_cache import StudyCache
 
 logger = logging.getLogger("service")
 Readiness = Literal["loading", "draining", "ready"]

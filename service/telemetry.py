@@ -6,6 +6,7 @@ switch) every worker writes its values to files in that directory and any scrape
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Final
 
@@ -22,6 +23,8 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.note import REQUEST_ID_HEADER, UNMATCHED_ROUTE, new_note, note_of
+from service.server import metrics_store
+from service.server.metrics_store import Degraded
 
 # Sub-millisecond buckets: a single prediction is answered in well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -31,11 +34,40 @@ NOSNIFF: Final[tuple[bytes, bytes]] = (b"x-content-type-options", b"nosniff")
 STAGE_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 STAGES: Final[tuple[str, ...]] = ("decode", "predict", "encode")
 EXPOSITION_TYPE: Final[str] = CONTENT_TYPE_LATEST
+NOT_SHARED: Final[bytes] = (
+    b"# HELP metrics_values_not_shared Metric values a worker keeps in memory: the multiprocess directory is full.\n"
+    b"# TYPE metrics_values_not_shared gauge\n"
+    b'metrics_values_not_shared{pid="%d"} %d\n'
+)
+logger = logging.getLogger("service")
 
 
 def multiprocess_dir() -> str | None:
     """The multiprocess directory when the values are shared between workers, else None."""
     return os.environ.get(MULTIPROCESS_ENV) or None
+
+
+def forget_dead_workers(directory: str | None) -> None:
+    """Drop the live gauges of workers that died without retiring (kill -9, the OOM killer) from `directory`.
+
+    A worker that exits normally marks itself dead (`Telemetry.retire`); one killed outright leaves its gauges,
+    and `model_info` would show the run it served beside the one its replacement serves, for good.
+    """
+    if directory is None:
+        return
+    pids: set[int] = set()
+    for name in os.listdir(directory):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            digits = name[: -len(".db")].rpartition("_")[2]
+            if digits.isdigit():
+                pids.add(int(digits))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 class Telemetry:
@@ -44,6 +76,8 @@ class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.multiprocess = multiprocess_dir() is not None
+        if self.multiprocess:
+            metrics_store.install()  # before any metric: a full directory degrades the metrics, not the worker
         self.requests = Counter(
             "http_requests_total",
             "HTTP requests by route and status.",
@@ -102,9 +136,17 @@ class Telemetry:
         """The text format of every metric: this process's, or the sum over all workers in multiprocess mode."""
         if not self.multiprocess:
             return generate_latest(self.registry)
+        forget_dead_workers(multiprocess_dir())
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
+        try:
+            text = generate_latest(registry)
+        except Exception:  # a value file cut short (a full or damaged directory): this worker's values, said so
+            logger.exception("cannot read the Prometheus multiprocess directory; this scrape has one worker's values")
+            text = generate_latest(self.registry)
+        if Degraded.values:
+            text += NOT_SHARED % (os.getpid(), Degraded.values)
+        return text
 
     def retire(self) -> None:
         """At a worker's exit: drop its live gauges from the shared directory (its counters stay counted)."""

@@ -8,6 +8,8 @@ KServe's `protocol/dataplane.py` split the work the same way.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final, Protocol, TypeVar
 
@@ -15,6 +17,7 @@ import anyio.to_thread
 from starlette.types import Receive
 
 from service.dataplane.head import RequestHead, declared_too_large, read_body
+from service.errors import ApiError
 from service.note import RequestNote
 from service.pair import ServedPair
 from service.state import AppState
@@ -90,6 +93,35 @@ class Computed:
     seconds: list[float] = field(default_factory=list)
 
 
+class BusyError(ApiError):
+    """A 503 that tells the client when to retry (Retry-After)."""
+
+    retry_after_s: Final[int] = 1
+
+
+class BatchQueue:
+    """The big bodies, read in full, that wait for or are in the batch thread: bounded in count and bytes."""
+
+    def __init__(self, max_count: int, max_bytes: int) -> None:
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.count = 0
+        self.bytes = 0
+
+    @contextmanager
+    def place(self, size: int) -> Iterator[None]:
+        """Hold a place for a body of `size` bytes while the block runs; a BusyError 503 when there is none."""
+        if self.count >= self.max_count or self.bytes + size > self.max_bytes:
+            raise BusyError(503, f"{self.count} big requests are already waiting for this worker; retry later")
+        self.count += 1
+        self.bytes += size
+        try:
+            yield
+        finally:
+            self.count -= 1
+            self.bytes -= size
+
+
 class InferenceCore:
     """Runs any codec's requests against the served pair."""
 
@@ -98,6 +130,7 @@ class InferenceCore:
         settings = state.settings
         self.max_body_bytes = settings.max_body_bytes
         self.inline_max_bytes = settings.inline_max_bytes
+        self.queue = BatchQueue(settings.batch_queue_max, settings.batch_queue_max_bytes)
 
     async def infer(
         self,
@@ -116,8 +149,11 @@ class InferenceCore:
         note.body_read = True
         if len(body) > self.inline_max_bytes:
             # All per-row work off the event loop, one big body at a time: a second thread would only compete for
-            # the GIL with the loop, which keeps serving small requests.
-            computed = await anyio.to_thread.run_sync(compute, codec, job, body, pair, limiter=self.state.batch_limiter)
+            # the GIL with the loop, which keeps serving small requests. The bodies waiting for it are bounded.
+            with self.queue.place(len(body)):
+                computed = await anyio.to_thread.run_sync(
+                    compute, codec, job, body, pair, limiter=self.state.batch_limiter
+                )
         else:
             computed = compute(codec, job, body, pair)
         rows = computed.raw.shape[0]

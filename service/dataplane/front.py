@@ -15,7 +15,7 @@ from typing import Final
 from starlette.types import Receive, Scope, Send
 
 from service.auth import CHALLENGE, refusal
-from service.dataplane.core import Answer, InferenceCore, RouteMatch
+from service.dataplane.core import Answer, BusyError, InferenceCore, RouteMatch
 from service.dataplane.head import RequestHead
 from service.dataplane.predict import PredictCodec
 from service.dataplane.v2 import V2Codec
@@ -88,6 +88,8 @@ class DataPlane:
             else:
                 answer = await self.core.infer(self.predict, head, receive, query, route, note)
         except ApiError as exc:
+            if isinstance(exc, BusyError):
+                extra += b"retry-after: %d\r\n" % exc.retry_after_s
             answer = Answer(exc.status, ERROR_HEAD + extra, v2_error_body(exc) if is_v2 else api_error_body(exc))
         except Exception:
             # Logged in full for the operator; the client learns nothing about the internals.

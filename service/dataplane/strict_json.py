@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import sys
 from typing import Any, Final, NoReturn
 
@@ -22,6 +23,32 @@ NON_UTF8_MARKS: Final[tuple[tuple[bytes, str], ...]] = (
     (codecs.BOM_UTF16_LE, "is UTF-16 (it starts with a byte order mark); send UTF-8"),
     (codecs.BOM_UTF16_BE, "is UTF-16 (it starts with a byte order mark); send UTF-8"),
 )
+
+
+# A passenger object has at most this many keys that are read or ignored (Kaggle's rows have 12): a body of N
+# passengers has no more than N times this many, plus a few for its wrapper.
+KEYS_PER_PASSENGER: Final[int] = 16
+# Most keys in one object, checked on the body's skeleton of braces and colons.
+MAX_OBJECT_KEYS: Final[int] = 1_000
+# Every byte but those of the skeleton.
+_NOT_SKELETON: Final[bytes] = bytes(b for b in range(256) if b not in b"{}:")
+_LONG_OBJECT: Final[re.Pattern[bytes]] = re.compile(b":{%d}" % (MAX_OBJECT_KEYS + 1))
+
+
+def check_keys(body: bytes, max_keys: int, what: str = "body") -> None:
+    """A 400 before parsing when the body holds more keys than `max_keys`, or an object more than MAX_OBJECT_KEYS.
+
+    json.loads holds the interpreter lock while it reads one object, however many keys it has: a body that is one
+    object of hundreds of thousands of keys would stop the event loop for most of a second, even from the batch
+    thread. Counting colons (and, past a thousand, the longest run of them between braces) costs a scan of the body.
+    """
+    colons = body.count(b":")
+    if colons <= MAX_OBJECT_KEYS:
+        return
+    if colons > max_keys:
+        malformed(f"the {what} holds {colons} keys, over the limit of {max_keys}")
+    if _LONG_OBJECT.search(body.translate(None, _NOT_SKELETON)):
+        malformed(f"an object in the {what} has over {MAX_OBJECT_KEYS} keys")
 
 
 def malformed(problem: str) -> NoReturn:
@@ -56,8 +83,9 @@ def json_text(body: bytes, what: str = "body") -> str:
         malformed(f"the {what} is not UTF-8 (invalid byte at offset {exc.start})")
 
 
-def loads(body: bytes, *, allow_nan: bool, what: str = "body") -> Any:
-    """The decoded JSON value of `body` (`what` names it in errors: "body", "request")."""
+def loads(body: bytes, *, allow_nan: bool, max_keys: int, what: str = "body") -> Any:
+    """The decoded JSON value of `body` (`what` names it in errors: "body", "request"), at most `max_keys` keys."""
+    check_keys(body, max_keys, what)
     text = json_text(body, what)
     if not text.strip():
         malformed(f"the {what} is empty")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -16,9 +17,25 @@ from survival.runs import current_target, list_runs
 router = APIRouter(tags=["runs"])
 
 
+# Enough to see what is wrong; a directory of a thousand broken runs should not make a megabyte answer.
+MAX_PROBLEMS: Final[int] = 20
+
+
+def without_paths(text: str, model_dir: Path) -> str:
+    """`text` with the server's paths to MODEL_DIR written as MODEL_DIR (a client learns no server path)."""
+    for path in sorted({str(model_dir.resolve()), str(model_dir.absolute())}, key=len, reverse=True):
+        text = text.replace(path, "MODEL_DIR")
+    return text
+
+
 def runs_report(model_dir: Path, registry: ServedPair | None, reloader: Reloader) -> RunsReport:
     """The report, read from disk now (a few small JSON files per run; bounded)."""
-    current = current_target(model_dir)
+    problems: list[str] = []
+    listed = list_runs(model_dir, problems)
+    try:
+        current: Path | None = current_target(model_dir)
+    except OSError:
+        current = None  # list_runs has reported it
     last = reloader.last_reload
     serving_id = registry.run_id if registry is not None else None
     return RunsReport(
@@ -27,7 +44,10 @@ def runs_report(model_dir: Path, registry: ServedPair | None, reloader: Reloader
         else None,
         current=current.name if current is not None else None,
         last_reload=LastReload(
-            at=last.at.isoformat(timespec="seconds"), run_id=last.run_id, ok=last.ok, error=last.error
+            at=last.at.isoformat(timespec="seconds"),
+            run_id=last.run_id,
+            ok=last.ok,
+            error=without_paths(last.error, model_dir) if last.error is not None else None,
         )
         if last is not None
         else None,
@@ -37,8 +57,9 @@ def runs_report(model_dir: Path, registry: ServedPair | None, reloader: Reloader
                 data_sha256=run.data_sha256[:12],
                 serving=run.run_id == serving_id,
             )
-            for run in list_runs(model_dir)
+            for run in listed
         ],
+        problems=[without_paths(problem, model_dir) for problem in problems[:MAX_PROBLEMS]],
     )
 
 

@@ -31,6 +31,11 @@ class Limits:
     max_url_bytes: int
     max_header_bytes: int
     max_headers: int
+    send_timeout_s: float
+    max_output_bytes: int
+    min_client_rate: int
+    max_body_chunks: int
+    max_chunk_framing_bytes: int
 
     @classmethod
     def from_settings(cls, settings: Settings, file_limit: int) -> Limits:
@@ -43,6 +48,11 @@ class Limits:
             max_url_bytes=settings.max_url_bytes,
             max_header_bytes=settings.max_header_bytes,
             max_headers=settings.max_headers,
+            send_timeout_s=settings.send_timeout_s,
+            max_output_bytes=settings.max_output_bytes,
+            min_client_rate=settings.min_client_rate,
+            max_body_chunks=settings.max_body_chunks,
+            max_chunk_framing_bytes=settings.max_chunk_framing_bytes,
         )
 
 

@@ -183,12 +183,15 @@ def test_stalled_uploads_past_the_body_budget_shed_the_oldest(bounds: Server) ->
             head = b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
             sock.sendall(head + b"Content-Length: %d\r\n\r\n" % (2 * part) + b" " * part)
             uploads.append(sock)
-            time.sleep(0.2)  # one after the other, so "oldest" is well defined
+            # One after the other, so "oldest" is well defined; the first three then stall (quiet for a second).
+            time.sleep(1.5 if len(uploads) == 3 else 0.2)
         assert bounds.request("POST", "/predict", SINGLE, JSON).status == 200
         time.sleep(0.5)
-        closed = [is_closed(sock) for sock in uploads]
+        answers = [read_until_closed(sock) if i < 3 else b"" for i, sock in enumerate(uploads)]
+        closed = [bool(answer) or is_closed(sock) for answer, sock in zip(answers, uploads, strict=True)]
     finally:
         for sock in uploads:
             sock.close()
-    # 6 x 300 KiB against a 1 MiB budget: the three oldest are closed, the three newest fit.
+    # 6 x 300 KiB against a 1 MiB budget: the three stalled ones are closed with a 503, the three newest fit.
     assert closed == [True, True, True, False, False, False]
+    assert all(status_of(answer) == 503 and b"retry-after: 1" in answer for answer in answers[:3]), answers
