@@ -12,11 +12,10 @@ import time
 from typing import Final
 
 from fastapi import HTTPException, Query, Request, Response
-from starlette.datastructures import State
 
-from service.config import Settings
 from service.main import serving_app
-from service.parsing import parse_body, read_body
+from service.parsing import parse_body
+from service.state import AppState, state_of
 
 TRIVIAL_PATH: Final[str] = "/_trivial"
 AB_PATH: Final[str] = "/_monitoring_ab"
@@ -27,15 +26,14 @@ app = serving_app()
 
 @app.post(TRIVIAL_PATH, include_in_schema=False)
 async def trivial(request: Request) -> Response:
-    """Read and validate the body exactly as POST /predict does, then answer a constant."""
-    # The app's settings without a dependency: a sync `def` dependency costs a thread-pool hop, not the stack's.
-    settings: Settings = request.app.state.settings
-    body = await read_body(request, settings.max_body_bytes)
+    """Read and validate the body with the input rules POST /predict applies, then answer a constant."""
+    settings = state_of(request.app).settings
+    body = await request.body()
     parse_body(body, request.headers.get("content-type"), settings.max_batch_size)
     return Response(CONSTANT, media_type="application/json")
 
 
-def served(state: State) -> float:
+def served(state: AppState) -> float:
     """Passengers this worker has answered so far (its predictions_total of one model)."""
     value = state.telemetry.registry.get_sample_value("predictions_total", {"model": "plain"})
     return value or 0.0
@@ -53,8 +51,8 @@ async def monitoring_ab(
     lasts a twentieth of a second, so the machine's speed, which drifts by tens of per cent over seconds on a
     shared host, is the same for an "on" block and the "off" block next to it.
     """
-    state = request.app.state
-    monitor = state.monitor
+    state = state_of(request.app)
+    monitor = state.lifecycle.monitor
     if monitor is None:
         raise HTTPException(409, "monitoring is off (MONITOR=0): nothing to switch")
     blocks: list[tuple[bool, float, float]] = []
@@ -62,11 +60,11 @@ async def monitoring_ab(
     on, then, count = True, time.perf_counter(), served(state)
     try:
         while then < end:
-            state.monitor = monitor if on else None
+            state.lifecycle.monitor = monitor if on else None
             await asyncio.sleep(block)
             now, total = time.perf_counter(), served(state)
             blocks.append((on, now - then, total - count))
             on, then, count = not on, now, total
     finally:
-        state.monitor = monitor
+        state.lifecycle.monitor = monitor
     return {"blocks": blocks}

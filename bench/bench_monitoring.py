@@ -200,9 +200,9 @@ def in_process(models: Path) -> tuple[float, float]:
     import numpy as np
 
     from service.monitoring.monitor import Monitor
-    from service.registry import Registry
+    from service.pair import ServedPair
 
-    monitor = Monitor(Registry.load(models), capacity=WINDOW, min_size=100, alpha=0.05)
+    monitor = Monitor(ServedPair.load(models), capacity=WINDOW, min_size=100, alpha=0.05)
     one = np.array([[3.0, 7.25, 22.0]])
     start = time.perf_counter()
     for _ in range(OBSERVES):

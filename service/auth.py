@@ -125,6 +125,31 @@ def required(path: str, metrics_need_key: bool) -> Access | None:
     return Access.DATA
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request may not go on: its status, the client's message and the counted reason."""
+
+    status: int
+    detail: str
+    reason: str
+
+
+def refusal(keys: KeyRing, scope: Scope, metrics_need_key: bool) -> Refusal | None:
+    """None when the request may go on; else a 401 (no valid key) or a 403 (no admin scope on an admin route)."""
+    need = required(scope["path"], metrics_need_key)
+    if need is None:
+        return None
+    key = presented_key(scope)
+    granted = keys.grant(key) if key is not None else None
+    if granted is not None and (need is Access.DATA or granted is Access.ADMIN):
+        return None
+    if granted is not None:
+        return Refusal(403, "this API key has no admin scope", "not_admin")
+    if key is None:
+        return Refusal(401, "an API key is needed: Authorization: Bearer <key> or X-API-Key", "missing")
+    return Refusal(401, "invalid API key", "invalid")
+
+
 class KeyCheck:
     """A FastAPI dependency of every route (so the request is counted under its route): 401 without a valid key
     (with WWW-Authenticate), 403 without the admin scope on an admin route."""
@@ -136,17 +161,10 @@ class KeyCheck:
 
     async def __call__(self, request: Request) -> None:
         """Return when the request may go on; raise the 401/403 otherwise, counting it by its reason."""
-        need = required(request.scope["path"], self.metrics_need_key)
-        if need is None:
+        refused = refusal(self.keys, request.scope, self.metrics_need_key)
+        if refused is None:
             return
-        key = presented_key(request.scope)
-        granted = self.keys.grant(key) if key is not None else None
-        if granted is not None and (need is Access.DATA or granted is Access.ADMIN):
-            return
-        if granted is not None:
-            self.telemetry.count_auth_failure("not_admin")
-            raise HTTPException(403, "this API key has no admin scope")
-        reason = "missing" if key is None else "invalid"
-        self.telemetry.count_auth_failure(reason)
-        detail = "an API key is needed: Authorization: Bearer <key> or X-API-Key" if key is None else "invalid API key"
-        raise HTTPException(401, detail, headers=dict([CHALLENGE]))
+        self.telemetry.count_auth_failure(refused.reason)
+        raise HTTPException(
+            refused.status, refused.detail, headers=dict([CHALLENGE]) if refused.status == 401 else None
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,8 +17,8 @@ class SettingsError(Exception):
     """A setting that cannot be used; the message is one line naming the variable and the problem."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the service; each field is read from the environment variable of the same name."""
+class ModelSettings(BaseSettings):
+    """The models and the requests they answer."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
@@ -39,12 +39,41 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds between checks of what MODEL_DIR/current points at (a new run is swapped in); 0: off.",
     )
+    batch_queue_max: int = Field(
+        default=4,
+        ge=1,
+        description="Big bodies (over INLINE_MAX_BYTES), read in full, that may wait for or be in the one batch "
+        "thread of a worker; past it (or BATCH_QUEUE_MAX_BYTES) a 503 with Retry-After, never memory growth.",
+    )
+    batch_queue_max_bytes: int = Field(
+        default=24 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of big bodies that may wait for or be in the batch thread of a worker (503 past it).",
+    )
+    study_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest study.json GET /metrics reads (a larger one is reported as a problem, not parsed).",
+    )
+    file_read_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="GET /metrics waits this long for study.json (read in a thread); a hung file is reported.",
+    )
     inline_max_bytes: int = Field(
         default=16_384,
         ge=0,
         description="Request bodies up to this size are parsed, computed and answered on the event loop; larger "
         "ones in a worker thread, one at a time, so that no big batch holds up the small requests.",
     )
+
+
+class MonitorSettings(BaseSettings):
+    """Input monitoring (GET /monitoring)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
     monitor: bool = Field(default=True, description="Input monitoring (GET /monitoring); MONITOR=0 turns it off.")
     monitor_window: int = Field(
         default=1_000, ge=1, le=1_000_000, description="Served passengers each worker keeps in its window."
@@ -55,7 +84,13 @@ class Settings(BaseSettings):
     monitor_alpha: float = Field(
         default=0.05, gt=0, lt=1, description="False-alarm level of the whole drift verdict (Bonferroni inside)."
     )
-    # --- the server (python -m service) -----------------------------------------------------------------------
+
+
+class ServerSettings(BaseSettings):
+    """The server, `python -m service`: address, workers, stopping, and the limits every connection is held to."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
     host: str = Field(default="127.0.0.1", min_length=1, description="Bind address of `python -m service`.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port of `python -m service` (0: any free one).")
     web_concurrency: int = Field(default=1, ge=1, le=64, description="Worker processes of `python -m service`.")
@@ -87,13 +122,60 @@ class Settings(BaseSettings):
         ge=1024,
         description="Bytes of unfinished request bodies a worker holds; past it the oldest stalled upload is closed.",
     )
+    send_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="A client that takes none of its answer for this long (the answer's unsent bytes stay over "
+        "the transport's high-water mark, or a closing connection's do not drain) is disconnected.",
+    )
+    max_output_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=65_536,
+        description="Bytes of answers a worker holds for clients that do not read them; past it the connection "
+        "that has not read for longest is disconnected.",
+    )
+    min_client_rate: int = Field(
+        default=8_192,
+        ge=0,
+        description="Bytes per second below which a connection sending its request counts as slow: only such "
+        "connections (and idle ones) are shed to make room; one quiet for a second counts as stalled.",
+    )
+    max_body_chunks: int = Field(
+        default=4_096,
+        ge=16,
+        description="Most chunks in one chunked request body (400 above): each costs a parser callback.",
+    )
+    max_chunk_framing_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        description="Bytes of chunk framing beyond the sizes (extensions, trailers) in one request (400 above).",
+    )
+    static_max_large_per_client: int = Field(
+        default=4,
+        ge=1,
+        description="Static files over 64 KiB (/static, /docs/static) being sent at once to one client address; "
+        "past it a 429 with Retry-After (behind a proxy every client shares its address).",
+    )
     max_url_bytes: int = Field(default=8_192, ge=256, description="Longest request target (414 above).")
     max_header_bytes: int = Field(default=32_768, ge=1024, description="Largest request head (431 above).")
     max_headers: int = Field(default=100, ge=8, description="Most header fields in a request (431 above).")
-    # --- logs --------------------------------------------------------------------------------------------------
+
+
+class LogSettings(BaseSettings):
+    """The access log."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
     access_log: bool = Field(default=True, description="One structured line per request on stdout (0: off).")
     log_format: Literal["json", "text"] = Field(default="json", description="The access log's format.")
-    # --- API keys (service/auth.py) ----------------------------------------------------------------------------
+
+
+class KeySettings(BaseSettings):
+    """API keys (service/auth.py)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
     api_keys: SecretStr | None = Field(default=None, description="Comma-separated keys for the data routes.")
     api_keys_file: Path | None = Field(default=None, description="A file of data keys, one per line.")
     admin_api_keys: SecretStr | None = Field(default=None, description="Comma-separated keys for /admin/ routes.")
@@ -101,6 +183,26 @@ class Settings(BaseSettings):
     metrics_need_key: bool = Field(
         default=True, description="With keys set, the dashboard and /metrics* need one too (0: they stay open)."
     )
+
+
+SECTIONS: Final[tuple[type[BaseSettings], ...]] = (
+    ModelSettings,
+    MonitorSettings,
+    ServerSettings,
+    LogSettings,
+    KeySettings,
+)
+
+
+class Settings(KeySettings, LogSettings, ServerSettings, MonitorSettings, ModelSettings):
+    """Every knob of the service, in named sections; each field is read from the environment variable of its name."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    @classmethod
+    def sections(cls) -> dict[str, list[str]]:
+        """Each section's one-line title and the fields it holds, in the order they are documented."""
+        return {(section.__doc__ or section.__name__).strip(): list(section.__annotations__) for section in SECTIONS}
 
 
 def settings_error_line(exc: ValidationError) -> str:

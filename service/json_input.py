@@ -2,71 +2,26 @@
 
 from __future__ import annotations
 
-import codecs
-import json
-import sys
 from itertools import repeat
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import numpy as np
 
+from service.dataplane import strict_json
 from service.errors import MAX_ERRORS_LISTED, ApiError, summary
 from service.schemas import IGNORED_KAGGLE_FIELDS, ErrorItem
-from survival.rules import FIELDS, SPELLINGS, FloatArray, RuleError, check_matrix, check_value, clip, echo
+from survival.rules import FIELDS, SPELLINGS, FloatArray, RuleError, check_matrix, check_value, clip
 
 UNKNOWN_FIELD: Final[str] = "unknown field (accepted: pclass, fare, age, or Kaggle's Pclass, Fare, Age)"
-# Byte order marks of the encodings json.loads would otherwise guess from the first bytes.
-NON_UTF8_MARKS: Final[tuple[tuple[bytes, str], ...]] = (
-    (codecs.BOM_UTF8, "starts with a UTF-8 byte order mark; send UTF-8 without one"),
-    (codecs.BOM_UTF32_LE, "is UTF-32 (it starts with a byte order mark); send UTF-8"),
-    (codecs.BOM_UTF32_BE, "is UTF-32 (it starts with a byte order mark); send UTF-8"),
-    (codecs.BOM_UTF16_LE, "is UTF-16 (it starts with a byte order mark); send UTF-8"),
-    (codecs.BOM_UTF16_BE, "is UTF-16 (it starts with a byte order mark); send UTF-8"),
-)
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ApiError(400, f"malformed JSON: {name} is not a number JSON allows")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ApiError(400, f"malformed JSON: duplicate key {echo(key)} in an object")
-    return obj
-
-
-def json_text(body: bytes) -> str:
-    """The body as text: UTF-8 without a byte order mark, else a 400 naming the problem."""
-    for mark, problem in NON_UTF8_MARKS:
-        if body.startswith(mark):
-            raise ApiError(400, f"malformed JSON: the body {problem}")
-    if b"\x00" in body[:4]:
-        # JSON text starts with an ASCII character; NUL bytes around it mean UTF-16 or UTF-32.
-        raise ApiError(400, "malformed JSON: the body looks like UTF-16 or UTF-32 (NUL bytes); send UTF-8")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"malformed JSON: the body is not UTF-8 (invalid byte at offset {exc.start})") from None
+# Up to this many passengers are checked item by item (a few scalar rule calls each); a larger batch a column at a
+# time with NumPy, whose fixed cost per call only pays off over many rows.
+SMALL_BATCH: Final[int] = 8
 
 
 def parse_json(body: bytes, max_batch: int) -> FloatArray:
     """One passenger object, or {"passengers": [...]}; no NaN/Infinity, no duplicate keys, values per the rules."""
-    text = json_text(body)
-    if not text.strip():
-        raise ApiError(400, "malformed JSON: the body is empty")
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON: nested too deeply") from None
-    except ValueError:
-        # int() refuses integer literals longer than sys.get_int_max_str_digits() (a DoS guard), unwrapped by json.
-        limit = sys.get_int_max_str_digits()
-        raise ApiError(400, f"malformed JSON: a number has more than {limit} digits") from None
+    max_keys = strict_json.KEYS_PER_PASSENGER * max_batch + strict_json.MAX_OBJECT_KEYS
+    data = strict_json.loads(body, allow_nan=False, max_keys=max_keys)
     if not isinstance(data, dict):
         raise ApiError(422, f"body must be a JSON object (a passenger or {{'passengers': [...]}}), got {_kind(data)}")
     if "passengers" not in data:
@@ -121,7 +76,7 @@ def plainly_valid_rows(items: list[Any]) -> FloatArray | None:
 
 def passenger_rows(items: list[Any], *, indexed: bool) -> FloatArray:
     """The raw rows of JSON passengers (`indexed`: errors name each one's index in `passengers`); 422 if any is bad."""
-    fast = plainly_valid_rows(items)
+    fast = plainly_valid_rows(items) if len(items) > SMALL_BATCH else None
     if fast is not None:
         return fast
     rows = np.empty((len(items), len(FIELDS)), dtype=np.float64)

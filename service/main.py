@@ -1,6 +1,7 @@
-"""The FastAPI app: create_app() wires settings, models (loaded in the lifespan), routes and error handlers.
+"""The FastAPI app: `create_app` builds the typed state, the data plane in front and the control routes behind it.
 
-Run with `uvicorn service.main:app`; settings come from environment variables (see service/config.py).
+Run with `python -m service` (the production server, service/server/); `uvicorn service.main:app` works for one
+worker. Settings come from environment variables (service/config.py).
 """
 
 from __future__ import annotations
@@ -8,32 +9,37 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
-from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
 from service.access_log import AccessLog
 from service.apidocs import install_docs
 from service.auth import KeyCheck, KeyRing
 from service.config import Settings, SettingsError, get_settings
+from service.dataplane.core import GIL_SWITCH_INTERVAL_S
+from service.dataplane.front import DataPlane, match
 from service.errors import install_error_handlers
-from service.head import HeadAsGetMiddleware
-from service.lifecycle import fail_start, install_drain
 from service.monitoring import follow_swaps, start_monitor
 from service.monitoring.gauges import MonitoringGauges
-from service.registry import Registry
+from service.note import RequestNote, new_note
+from service.pair import ServedPair
 from service.reload import Reloader, polling
 from service.routes import admin, health, metrics, models, monitoring, predict, runs
 from service.schemas import Passenger, PassengerBatch
-from service.telemetry import Telemetry, TelemetryMiddleware
+from service.server.lifecycle import fail_start, install_drain
+from service.state import AppState, PairHolder, state_of
+from service.static_files import BoundedStaticFiles
+from service.study_cache import StudyCache
+from service.telemetry import ControlMiddleware, Telemetry
 from service.v2 import routes as v2_routes
 from service.version import package_version
 from survival.checkpoint import CheckpointError
@@ -46,108 +52,161 @@ DESCRIPTION = """Survival predictions from two versions of the same network, tra
 Validation metrics and the training curves are at `GET /metrics` (a dashboard in a browser)."""
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with the data plane in front: data routes go straight to it, the rest through FastAPI's stack; every
+    HTTP request is given its note, timed, counted and logged here, once."""
+
+    dataplane: DataPlane
+    service: AppState
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one ASGI call."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        note = new_note(scope)
+        start = time.perf_counter()
+        try:
+            route = match(scope["path"])
+            if route is not None:
+                note.route = route.template
+                await self.dataplane.serve(scope, receive, send, route, note)
+            else:
+                await super().__call__(scope, receive, send)
+        finally:
+            self.finish(note, time.perf_counter() - start)
+
+    def finish(self, note: RequestNote, seconds: float) -> None:
+        """The request's metrics and its access-log line."""
+        state = self.service
+        if note.timed_out:
+            note.status = 408  # the server answered 408 itself and dropped the app's answer
+        state.telemetry.observe(note.method, note.route, str(note.status), seconds)
+        if state.access_log is not None:
+            if note.run_id is None:
+                pair = state.pair.current
+                note.run_id = pair.run_id if pair is not None else None
+            state.access_log.write(note, seconds)
+
+
+def build_state(settings: Settings) -> AppState:
+    """Everything the app is made of, except the models (loaded when it starts)."""
+    telemetry = Telemetry()
+    pair = PairHolder(telemetry)
+    state = AppState(
+        settings=settings,
+        telemetry=telemetry,
+        keys=KeyRing.from_settings(settings),
+        access_log=AccessLog(settings.log_format) if settings.access_log else None,
+        pair=pair,
+        reloader=Reloader(pair, settings.model_dir, telemetry),
+        study=StudyCache(settings.model_dir / STUDY_FILE, settings.study_max_bytes, settings.file_read_timeout_s),
+        # Registered once per app (a lifespan may run more than once, in tests).
+        monitor_gauges=MonitoringGauges(telemetry.registry) if settings.monitor else None,
+    )
+    pair.on_swap(follow_swaps(state.lifecycle))
+    return state
+
+
+def lifespan_of(state: AppState, exit_on_load_error: bool, freeze_heap: bool) -> Any:
+    """The app's lifespan: load and publish the pair, start the monitor, the drain and the poller; undo at the end."""
+    settings = state.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threadpool_limits(settings.compute_threads, user_api="blas")
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        try:
+            pair = ServedPair.load(settings.model_dir)
+        except CheckpointError as exc:
+            if not exit_on_load_error:
+                raise
+            fail_start(f"cannot load the models: {exc}")  # one clear line instead of a traceback
+        state.lifecycle.monitor = start_monitor(settings, pair, state.monitor_gauges)
+        state.reloader.start_serving(pair)
+        if freeze_heap:
+            # A full (generation 2) collection walks every tracked object, and after start-up the app and its
+            # libraries hold tens of thousands; they live as long as the process, so they are frozen once
+            # (gc.freeze) and never walked again in the middle of a big batch (bench/bench_mixed.py). Not in tests,
+            # which build many apps in one process and need theirs collected.
+            gc.collect()
+            gc.freeze()
+        logger.info("serving run %s from %s", pair.run_id, settings.model_dir)
+        install_drain(state.lifecycle, min(settings.drain_s, settings.graceful_timeout_s))
+        async with polling(state.reloader, settings.reload_poll_s):
+            yield
+        state.pair.retire()
+        state.telemetry.retire()
+        state.lifecycle.monitor = None
+        if state.access_log is not None:
+            state.access_log.flush()
+
+    return lifespan
+
+
 def create_app(
     settings: Settings | None = None, *, exit_on_load_error: bool = False, freeze_heap: bool = False
-) -> FastAPI:
+) -> ServiceApp:
     """Build the app; the models load when it starts (lifespan), not at import.
 
     With `exit_on_load_error` a bad checkpoint ends the process with one line on stderr and a
     non-zero status (what a server should do); without it the CheckpointError propagates (tests).
     With `freeze_heap` (a server process) what start-up allocated is frozen out of the garbage collector.
     """
-    settings = settings or get_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        threadpool_limits(settings.compute_threads, user_api="blas")
-        sys.setswitchinterval(predict.GIL_SWITCH_INTERVAL_S)
-        try:
-            app.state.registry = Registry.load(settings.model_dir)
-        except CheckpointError as exc:
-            if not exit_on_load_error:
-                raise
-            # One clear line instead of the traceback that an exception here would print.
-            fail_start(f"cannot load the models: {exc}")
-        registry: Registry = app.state.registry
-        app.state.monitor = start_monitor(settings, registry, app.state.monitor_gauges)
-        app.state.reloader.start_serving(registry)
-        if freeze_heap:
-            # A full (generation 2) collection walks every tracked object, and after start-up the app and its
-            # libraries hold about 80,000: one took 85 ms here, in the middle of a big batch, and every request
-            # of the worker waited (the single-passenger p99 under batches, bench/bench_mixed.py). They live as
-            # long as the process, so they are frozen once (gc.freeze) and never walked again. Not in tests,
-            # which build many apps in one process and need theirs collected.
-            gc.collect()
-            gc.freeze()
-        logger.info("serving run %s from %s", registry.run_id, settings.model_dir)
-        install_drain(app.state, min(settings.drain_s, settings.graceful_timeout_s))
-        async with polling(app.state.reloader, settings.reload_poll_s):
-            yield
-        app.state.registry = None
-        app.state.telemetry.retire()
-        app.state.monitor = None
-
-    telemetry = Telemetry()
-    keys = KeyRing.from_settings(settings)
-    # With keys configured every route checks them (a dependency, so a refusal is counted under its route).
-    checks = [Depends(KeyCheck(keys, settings.metrics_need_key, telemetry))] if keys.enabled else []
-    app = FastAPI(
+    state = build_state(settings or get_settings())
+    # With keys configured every control route checks them (a dependency, so a refusal is counted under its route).
+    checks = [Depends(KeyCheck(state.keys, state.settings.metrics_need_key, state.telemetry))]
+    app = ServiceApp(
         title="Titanic survival: BatchNorm vs plain",
         version=package_version(),
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=lifespan_of(state, exit_on_load_error, freeze_heap),
         docs_url=None,  # served offline by install_docs
         redoc_url=None,
         # Starlette's trailing-slash redirect builds its Location from the client's Host header; no route
         # here ends in a slash, so a path that does is a plain 404 instead of a redirect anywhere.
         redirect_slashes=False,
-        dependencies=checks,
+        dependencies=checks if state.keys.enabled else [],
     )
-    app.state.settings = settings
-    app.state.registry = None
-    app.state.draining = False
-    app.state.telemetry = telemetry
-    app.state.batch_limiter = anyio.CapacityLimiter(1)  # big request bodies are handled one at a time, off the loop
-    app.state.monitor = None
-    # Gauges are registered once per app (a lifespan may run more than once, in tests).
-    app.state.monitor_gauges = MonitoringGauges(app.state.telemetry.registry) if settings.monitor else None
-    app.state.reloader = Reloader(app, settings.model_dir, app.state.telemetry)
-    app.state.reloader.on_swap(follow_swaps(app.state))
-    app.state.study = metrics.StudyCache(settings.model_dir / STUDY_FILE)
+    app.state.service = app.service = state
+    app.dataplane = DataPlane(state)
     install_error_handlers(app)
-    if keys.admin:
+    app.add_middleware(ControlMiddleware)
+    if state.keys.admin:
         app.include_router(admin.router)  # /admin/... exists only when someone may call it
-    access_log = AccessLog(settings.log_format) if settings.access_log else None
-    app.add_middleware(TelemetryMiddleware, telemetry=app.state.telemetry, access_log=access_log)
-    app.add_middleware(HeadAsGetMiddleware)
-    for module in (predict, health, models, metrics, monitoring, runs):
+    for module in (health, models, metrics, monitoring, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    install_docs(app)
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/metrics")
-
-    def openapi() -> dict[str, Any]:
-        # POST /predict reads its body itself (JSON or CSV), so its request schemas are added here.
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (Passenger, PassengerBatch):
-                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(definition.pop("$defs", {}))
-                components[model.__name__] = definition
-            components.update(v2_routes.schema_components())
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    per_client = state.settings.static_max_large_per_client
+    app.mount("/static", BoundedStaticFiles(directory=STATIC_DIR, max_large_per_client=per_client), name="static")
+    install_docs(app, per_client)
+    app.add_api_route("/", root, include_in_schema=False)
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
 
 
-def serving_app() -> FastAPI:
+async def root() -> RedirectResponse:
+    """The dashboard."""
+    return RedirectResponse("/metrics")
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document: the control routes, and the data routes (served by the data plane) from their
+    documentation routers, with the request bodies they read themselves."""
+    if app.openapi_schema is None:
+        routes = [*app.routes, *predict.router.routes, *v2_routes.infer_router.routes]
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Passenger, PassengerBatch):
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(definition.pop("$defs", {}))
+            components[model.__name__] = definition
+        components.update(v2_routes.schema_components())
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def serving_app() -> ServiceApp:
     """The app a server imports: a bad setting ends the process with one line, like a bad checkpoint."""
     try:
         return create_app(get_settings(), exit_on_load_error=True, freeze_heap=True)
@@ -156,3 +215,4 @@ def serving_app() -> FastAPI:
 
 
 app = serving_app()
+__all__ = ["ServiceApp", "app", "create_app", "state_of"]

@@ -2,8 +2,8 @@
 
 One code path for the poller and an explicit reload (`POST /admin/reload`): `Reloader.reload_now`. A new
 run is loaded and verified with the start-up checks, warmed up and only then published by one reference
-assignment (``app.state.registry``); a request reads that reference once, so each answer comes from one
-run. A bad run never replaces a good one: it is logged in one line, counted, shown by GET /runs, and
+assignment (``PairHolder.publish``, service/state.py); a request reads that reference once, so each answer comes
+from one run. A bad run never replaces a good one: it is logged in one line, counted, shown by GET /runs, and
 tried again only when ``current`` changes again (or on an explicit reload).
 """
 
@@ -13,21 +13,21 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI
 
-from service.registry import Registry
+from service.pair import ServedPair
+from service.state import PairHolder
 from service.telemetry import Telemetry
 from survival.checkpoint import CURRENT_LINK, CheckpointError, current_run_dir
 from survival.variants import VARIANTS
 
 logger = logging.getLogger("service")
-# One passenger through both models before a new registry is published, so its first request is not slower.
+# One passenger through both models before a new pair is published, so its first request is not slower.
 WARM_UP_ROW = np.array([[3.0, 7.25, 22.0]])
 
 
@@ -60,54 +60,23 @@ def current_target(model_dir: Path) -> str:
 
 
 class Reloader:
-    """The served registry's one writer after start-up: the poller and explicit reloads both go through it."""
+    """Loads new runs for the pair holder: the poller and explicit reloads both go through it."""
 
-    def __init__(self, app: FastAPI, model_dir: Path, telemetry: Telemetry) -> None:
-        self.app = app
+    def __init__(self, pair: PairHolder, model_dir: Path, telemetry: Telemetry) -> None:
+        self.pair = pair
         self.model_dir = model_dir
         self.telemetry = telemetry
         self.last_reload: ReloadRecord | None = None
-        self.serving_since: datetime = datetime.now(UTC)
-        self._callbacks: list[Callable[[Registry], None]] = []
         self._lock = asyncio.Lock()
         # The last target the poller acted on (success or failure): it acts again only when this changes.
         self._seen: str | None = None
 
-    @property
-    def registry(self) -> Registry | None:
-        """The registry being served."""
-        registry: Registry | None = self.app.state.registry
-        return registry
-
-    def on_swap(self, callback: Callable[[Registry], None]) -> None:
-        """Call `callback(new_registry)` on every swap, before the new registry is published (and at start-up)."""
-        self._callbacks.append(callback)
-
-    def publish(self, registry: Registry) -> None:
-        """Make `registry` the served one: callbacks, gauges, then one reference assignment."""
-        for callback in self._callbacks:
-            try:
-                callback(registry)
-            except Exception:  # a listener's bug must not stop the swap or leave it half done
-                logger.exception("on_swap callback %r failed", callback)
-        previous = self.registry
-        if previous is not None:
-            for name in VARIANTS:
-                # Set to 0 rather than removed: in multiprocess mode a value lives on in the worker's file.
-                self.telemetry.model_info.labels(name, previous.run_id, previous.models[name].version).set(0)
-        for name in VARIANTS:
-            served = registry.models[name]
-            self.telemetry.model_info.labels(name, registry.run_id, served.version).set(1)
-            self.telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
-        self.serving_since = datetime.now(UTC)
-        self.app.state.registry = registry
-
-    def start_serving(self, registry: Registry) -> None:
-        """Publish the registry loaded at start-up and remember what ``current`` points at, if that is it."""
+    def start_serving(self, pair: ServedPair) -> None:
+        """Publish the pair loaded at start-up and remember what ``current`` points at, if that is it."""
         target = current_target(self.model_dir)
         # Had `current` moved on since the start-up load, the first poll must see a change.
-        self._seen = target if (self.model_dir / target).resolve() == registry.run_dir else None
-        self.publish(registry)
+        self._seen = target if (self.model_dir / target).resolve() == pair.run_dir else None
+        self.pair.publish(pair)
 
     async def reload_now(self) -> ReloadOutcome:
         """Load the run ``current`` points at if it is not the one served; swap on success, keep the old on failure."""
@@ -135,23 +104,24 @@ class Reloader:
             if not force and target == self._seen:
                 return self._outcome(None)
             self._seen = target
-            previous = self.registry
+            previous = self.pair.current
             previous_id = previous.run_id if previous is not None else None
             try:
                 run_dir = await asyncio.to_thread(current_run_dir, self.model_dir)
                 if previous is not None and previous.run_dir == run_dir:
                     return self._outcome(None)
-                registry = await asyncio.to_thread(load_and_warm, self.model_dir, run_dir)
+                pair = await asyncio.to_thread(load_and_warm, self.model_dir, run_dir)
             except (CheckpointError, OSError, ValueError) as exc:  # a file unreadable mid-way, not only a bad one
                 return self._failed(previous_id, None if target.startswith("<") else Path(target).name, str(exc))
-            self.publish(registry)
+            self.pair.publish(pair)
             self.telemetry.reloads.labels("success").inc()
-            self.last_reload = ReloadRecord(datetime.now(UTC), registry.run_id, True, None)
-            logger.info("now serving run %s (was %s)", registry.run_id, previous_id)
-            return ReloadOutcome(previous_id, registry.run_id, changed=True, error=None)
+            self.last_reload = ReloadRecord(datetime.now(UTC), pair.run_id, True, None)
+            logger.info("now serving run %s (was %s)", pair.run_id, previous_id)
+            return ReloadOutcome(previous_id, pair.run_id, changed=True, error=None)
 
     def _outcome(self, error: str | None) -> ReloadOutcome:
-        run_id = self.registry.run_id if self.registry is not None else None
+        current = self.pair.current
+        run_id = current.run_id if current is not None else None
         return ReloadOutcome(run_id, run_id, changed=False, error=error)
 
     def _failed(self, previous_id: str | None, target_run: str | None, error: str) -> ReloadOutcome:
@@ -161,11 +131,11 @@ class Reloader:
         return ReloadOutcome(previous_id, previous_id, changed=False, error=error)
 
 
-def load_and_warm(model_dir: Path, run_dir: Path) -> Registry:
+def load_and_warm(model_dir: Path, run_dir: Path) -> ServedPair:
     """Load and verify one run's served pair, and run one prediction through it (in a worker thread)."""
-    registry = Registry.load_run(model_dir, run_dir)
-    registry.predict(WARM_UP_ROW, VARIANTS)
-    return registry
+    pair = ServedPair.load_run(model_dir, run_dir)
+    pair.predict(WARM_UP_ROW, VARIANTS)
+    return pair
 
 
 @contextlib.asynccontextmanager

@@ -160,6 +160,9 @@ class MetricsReport(BaseModel):
     models: dict[VariantName, ModelMetrics]
     baseline: Baseline
     study: StudyReport | None = Field(default=None, description="The multi-seed study, when it has been run.")
+    study_problem: str | None = Field(
+        default=None, description="Why the study results cannot be shown (unreadable, too large, invalid), if so."
+    )
 
 
 class Health(BaseModel):
@@ -206,3 +209,8 @@ class RunsReport(BaseModel):
     current: str | None = Field(description="The run id `current` points at on disk, or null.")
     last_reload: LastReload | None = Field(description="Null before the first reload attempt.")
     runs: list[RunInfo]
+    problems: list[str] = Field(
+        default_factory=list,
+        description="What could not be listed and why (an unreadable directory, an incomplete run); paths are "
+        "relative to MODEL_DIR.",
+    )

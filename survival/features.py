@@ -82,6 +82,8 @@ def preprocess(raw: FloatArray, prep: Preprocessing) -> FloatArray:
 
 def _fill(raw: FloatArray, prep: Preprocessing) -> FloatArray:
     out = np.array(raw, dtype=np.float64, copy=True)
+    if not np.isnan(out).any():  # the common case: nothing to fill
+        return out
     ages = out[:, AGE_INDEX]
     ages[np.isnan(ages)] = prep.age_fill
     fares = out[:, FARE_INDEX]
@@ -93,9 +95,19 @@ def _fill(raw: FloatArray, prep: Preprocessing) -> FloatArray:
     return out
 
 
+# Up to this many rows, filled_fields works in plain Python.
+SMALL_ROWS: Final[int] = 8
+
+
 def filled_fields(raw: FloatArray) -> dict[int, tuple[str, ...]]:
     """Row index -> the fields preprocessing fills in that row (a missing Fare or Age), for the rows with any."""
+    if raw.shape[0] <= SMALL_ROWS:  # a few rows: plain Python beats NumPy's fixed cost per call
+        small = {
+            i: tuple(name for j, name in FILLED_FIELDS.items() if row[j] != row[j])
+            for i, row in enumerate(raw.tolist())
+        }
+        return {i: fields for i, fields in small.items() if fields}  # NaN != NaN marks a missing value
     missing = np.isnan(raw[:, list(FILLED_FIELDS)])
-    names = list(FILLED_FIELDS.values())
+    columns = list(FILLED_FIELDS.values())
     rows = np.flatnonzero(missing.any(axis=1))
-    return {int(i): tuple(n for n, gap in zip(names, missing[i], strict=True) if gap) for i in rows}
+    return {int(i): tuple(n for n, gap in zip(columns, missing[i], strict=True) if gap) for i in rows}

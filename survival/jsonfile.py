@@ -37,6 +37,11 @@ def read_json_model(path: Path, model: type[ModelT]) -> ModelT:
     """Parse and validate `path` as `model`; OSError (e.g. FileNotFoundError) passes through for the caller."""
     with path.open("rb") as fh:
         raw = fh.read(MAX_JSON_BYTES + 1)
+    return parse_json_model(raw, model)
+
+
+def parse_json_model(raw: bytes, model: type[ModelT]) -> ModelT:
+    """Parse and validate the bytes of a JSON file as `model`; JsonFileError naming the problem."""
     if len(raw) > MAX_JSON_BYTES:
         raise JsonFileError(f"larger than {MAX_JSON_BYTES // (1024 * 1024)} MiB; not a file this project writes")
     try:

@@ -209,21 +209,38 @@ class RunSummary(BaseModel):
     current: bool
 
 
-def list_runs(model_dir: Path) -> list[RunSummary]:
-    """Every complete run (both variants' metadata readable and naming this run), oldest first; bounded."""
+def list_runs(model_dir: Path, problems: list[str] | None = None) -> list[RunSummary]:
+    """Every complete run (both variants' metadata readable and naming this run), oldest first; bounded.
+
+    A run that cannot be listed is skipped; with `problems`, why is added to it (paths relative to `model_dir`).
+    """
     runs_dir = model_dir / RUNS_DIR
-    if not runs_dir.is_dir():
+    report = problems.append if problems is not None else lambda problem: None
+    try:
+        if not runs_dir.is_dir():
+            return []
+        names = sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        report(f"{RUNS_DIR}/: cannot be read ({exc.strerror})")
         return []
-    current = current_target(model_dir)
-    names = sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        current = current_target(model_dir)
+    except OSError as exc:
+        report(f"{CURRENT_LINK}: cannot be read ({exc.strerror})")
+        current = None
     runs = []
     for name in names[-RUNS_LISTED:]:
         run_dir = runs_dir / name
         try:
             meta = {variant: read_metadata(run_dir / variant) for variant in VARIANTS}
             check_pair(run_dir, meta)
-        except CheckpointError:
-            continue  # incomplete or mixed: not a run one could promote
+        except CheckpointError as exc:
+            # Incomplete or mixed: not a run one could promote.
+            report(str(exc).replace(str(run_dir), f"{RUNS_DIR}/{name}"))
+            continue
+        except OSError as exc:
+            report(f"{RUNS_DIR}/{name}: cannot be read ({exc.strerror})")
+            continue
         first = meta[VARIANTS[0]]
         if first.run_id != name:
             continue  # a directory copied or renamed by hand: its metadata names another run
@@ -236,10 +253,17 @@ def list_runs(model_dir: Path) -> list[RunSummary]:
                 data_file=first.data.file_name,
                 data_sha256=first.data.sha256,
                 accuracy={variant: m.metrics.accuracy for variant, m in meta.items()},
-                current=current is not None and run_dir.resolve() == current,
+                current=current is not None and _resolved(run_dir) == current,
             )
         )
     return runs
+
+
+def _resolved(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except OSError:
+        return None
 
 
 def prune_runs(model_dir: Path, keep: int = RUNS_KEPT) -> None:

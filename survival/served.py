@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 from safetensors.numpy import load_file
@@ -28,6 +29,9 @@ from survival.features import FloatArray
 from survival.variants import VARIANTS, ModelConfig, VariantName
 
 Layers = list[tuple[FloatArray, FloatArray]]
+# A passenger is predicted to survive when the model's probability is at least this (every answer, every protocol,
+# the trainer's metrics and the dashboard's confusion matrices).
+DECISION_THRESHOLD: Final[float] = 0.5
 
 
 def layer_tensors(layers: Layers) -> dict[str, FloatArray]:
@@ -67,7 +71,8 @@ def forward(layers: Layers, features: FloatArray) -> FloatArray:
     h = features
     last = len(layers) - 1
     for i, (weight, bias) in enumerate(layers):
-        h = h @ weight + bias  # a new array: `features` is never modified
+        h = h @ weight  # a new array: `features` is never modified
+        h += bias
         if i < last:
             np.maximum(h, 0.0, out=h)
     # sigmoid(x) = exp(-log(1 + exp(-x))), stable for large |x|.

@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 from pydantic import Field, model_validator
 
-from survival.jsonfile import JsonFileError, read_json_model
+from survival.jsonfile import JsonFileError, parse_json_model, read_json_model
 from survival.study_parts import Frozen, LayerShift, PlanRef, Power, SpeedCurve
 from survival.study_parts import Scaling as Scaling
 from survival.study_parts import Stat as Stat
@@ -230,6 +230,16 @@ class StudyReport(Frozen):
             if len(arm.accuracy.values) != self.settings.resamples:
                 raise ValueError(f"arm {key!r} has {len(arm.accuracy.values)} results for {self.settings.resamples}")
         return self
+
+
+def parse_study(raw: bytes) -> StudyReport:
+    """The study in the bytes of a study.json; a ValueError naming the problem (not the file) when it is invalid."""
+    try:
+        return parse_json_model(raw, StudyReport)
+    except JsonFileError as exc:
+        text = str(exc)
+        prefix = "the study results are " if text.startswith("not valid JSON") else "invalid study results: "
+        raise ValueError(f"{prefix}{text}") from None
 
 
 def load_study(path: Path) -> StudyReport | None:

@@ -9,10 +9,13 @@ from sklearn import metrics as skm
 
 from survival.checkpoint import Baseline, ValidationMetrics
 from survival.features import FloatArray
+from survival.served import DECISION_THRESHOLD
 from training.data import IntArray
 
 
-def validation_metrics(labels: IntArray, probabilities: FloatArray, threshold: float = 0.5) -> ValidationMetrics:
+def validation_metrics(
+    labels: IntArray, probabilities: FloatArray, threshold: float = DECISION_THRESHOLD
+) -> ValidationMetrics:
     """Accuracy, log-loss, ROC AUC, precision, recall, F1, Brier and the confusion matrix at `threshold`."""
     probs = np.clip(probabilities.astype(np.float64), 0.0, 1.0)
     predicted = (probs >= threshold).astype(np.int64)

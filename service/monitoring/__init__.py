@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from service.config import Settings
 from service.monitoring.gauges import MonitoringGauges
-from service.registry import Registry
+from service.pair import ServedPair
 
 if TYPE_CHECKING:
     from service.monitoring.monitor import Monitor
+    from service.state import Lifecycle
 
 
-def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGauges | None) -> Monitor | None:
+def start_monitor(settings: Settings, pair: ServedPair, gauges: MonitoringGauges | None) -> Monitor | None:
     """This worker's monitor, or None with MONITOR=0."""
     if not settings.monitor:
         return None
@@ -21,7 +22,7 @@ def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGaug
     from service.monitoring.monitor import Monitor
 
     return Monitor(
-        registry,
+        pair,
         capacity=settings.monitor_window,
         min_size=settings.monitor_min_window,
         alpha=settings.monitor_alpha,
@@ -29,12 +30,12 @@ def start_monitor(settings: Settings, registry: Registry, gauges: MonitoringGaug
     )
 
 
-def follow_swaps(state: Any) -> Callable[[Registry], None]:
-    """A hot-swap callback: the app's monitor (`state.monitor`, if any) compares with each new run."""
+def follow_swaps(lifecycle: Lifecycle) -> Callable[[ServedPair], None]:
+    """A hot-swap callback: the app's monitor (`lifecycle.monitor`, if any) compares with each new run."""
 
-    def on_swap(registry: Registry) -> None:
-        monitor: Monitor | None = state.monitor
+    def on_swap(pair: ServedPair) -> None:
+        monitor: Monitor | None = lifecycle.monitor
         if monitor is not None:
-            monitor.swap(registry)
+            monitor.swap(pair)
 
     return on_swap

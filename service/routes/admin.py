@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from service.errors import error_response
 from service.schemas import ErrorResponse
+from service.state import state_of
 
 router = APIRouter(tags=["admin"])
 
@@ -26,15 +27,11 @@ class ReloadAnswer(BaseModel):
         401: {"model": ErrorResponse, "description": "No valid API key."},
         403: {"model": ErrorResponse, "description": "The key has no admin scope."},
         409: {"model": ErrorResponse, "description": "The new run was refused; the old one keeps serving."},
-        503: {"model": ErrorResponse, "description": "Reloading is not available."},
     },
 )
 async def reload_now(request: Request) -> Response | ReloadAnswer:
     """Swap to the run `current` points at now, through the same code path as the poller; 409 if it is refused."""
-    reloader = getattr(request.app.state, "reloader", None)
-    if reloader is None:  # an app without the reloader (service/reload.py) cannot swap models
-        return error_response(503, "reloading is not available")
-    outcome = await reloader.reload_now()
+    outcome = await state_of(request.app).reloader.reload_now()
     if outcome.error is not None:
         return error_response(409, f"the new run was refused, the old one keeps serving: {outcome.error}")
     return ReloadAnswer(previous_run_id=outcome.previous_run_id, run_id=outcome.run_id, changed=outcome.changed)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.lifecycle import readiness
-from service.registry import Registry
+from service.deps import StateDep
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -19,10 +18,10 @@ async def health() -> Health:
 
 
 @router.get("/ready", response_model=Health, responses={503: {"model": Health, "description": "Not ready."}})
-async def ready(request: Request) -> JSONResponse:
+async def ready(state: StateDep) -> JSONResponse:
     """Readiness: 200 only when both models are loaded and no SIGTERM has arrived, else 503."""
-    status = readiness(request.app.state)
-    if status != "ready":
+    status = state.readiness()
+    pair = state.pair.current
+    if status != "ready" or pair is None:
         return JSONResponse(status_code=503, content=Health(status=status).model_dump())
-    registry: Registry = request.app.state.registry
-    return JSONResponse(content=Health(status="ready", models=list(registry.models)).model_dump())
+    return JSONResponse(content=Health(status="ready", models=list(pair.models)).model_dump())

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-import threading
-from pathlib import Path
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from service.dashboard.render import render_dashboard
-from service.deps import RegistryDep, TelemetryDep
+from service.deps import PairDep, StateDep, TelemetryDep
 from service.negotiation import preferred
-from service.registry import Registry, ServedModel
+from service.pair import ServedModel, ServedPair
 from service.schemas import MetricsReport, ModelMetrics
 from service.telemetry import EXPOSITION_TYPE
-from survival.study import StudyReport, load_study
+from survival.study import StudyReport
 
 router = APIRouter(tags=["metrics"])
 logger = logging.getLogger("service")
@@ -27,32 +25,6 @@ DASHBOARD_CSP: Final[str] = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-
-
-class StudyCache:
-    """study.json, re-read only when its modification time changes (the study may finish after start-up)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._stamp: float | None = None
-        self._report: StudyReport | None = None
-
-    def get(self) -> StudyReport | None:
-        """The current study report, or None when there is none (or it is unreadable, which is logged)."""
-        try:
-            stamp = self.path.stat().st_mtime
-        except OSError:
-            return None
-        with self._lock:
-            if stamp != self._stamp:
-                try:
-                    self._report = load_study(self.path)
-                except ValueError as exc:
-                    logger.warning("ignoring %s: %s", self.path.name, exc)
-                    self._report = None
-                self._stamp = stamp
-            return self._report
 
 
 def training_summary(served: ServedModel) -> dict[str, Any]:
@@ -81,15 +53,16 @@ def training_summary(served: ServedModel) -> dict[str, Any]:
     }
 
 
-def metrics_report(registry: Registry, study: StudyReport | None) -> MetricsReport:
+def metrics_report(pair: ServedPair, study: StudyReport | None, study_problem: str | None = None) -> MetricsReport:
     """The metrics of both served models, from their checkpoints."""
     models = {
         name: ModelMetrics(
             validation=served.metadata.metrics, curves=served.metadata.curves, training=training_summary(served)
         )
-        for name, served in registry.models.items()
+        for name, served in pair.models.items()
     }
-    return MetricsReport(models=models, baseline=registry.models["batchnorm"].metadata.baseline, study=study)
+    baseline = pair.models["batchnorm"].metadata.baseline
+    return MetricsReport(models=models, baseline=baseline, study=study, study_problem=study_problem)
 
 
 @router.get(
@@ -97,10 +70,10 @@ def metrics_report(registry: Registry, study: StudyReport | None) -> MetricsRepo
     response_model=MetricsReport,
     responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
 )
-async def metrics(request: Request, registry: RegistryDep) -> Response:
+async def metrics(request: Request, pair: PairDep, state: StateDep) -> Response:
     """Validation metrics of both models (JSON); a browser asking for text/html gets the dashboard."""
-    study: StudyReport | None = request.app.state.study.get()
-    report = metrics_report(registry, study)
+    study = await state.study.get()  # off the event loop, bounded in size and time
+    report = metrics_report(pair, study.report, study.problem)
     headers = {"Vary": "Accept"}
     if preferred(request.headers.get("accept"), METRICS_TYPES) == "text/html":
         return HTMLResponse(render_dashboard(report), headers={**headers, "Content-Security-Policy": DASHBOARD_CSP})
@@ -108,10 +81,10 @@ async def metrics(request: Request, registry: RegistryDep) -> Response:
 
 
 @router.get("/metrics/prometheus", response_class=Response)
-async def prometheus(request: Request, registry: RegistryDep, telemetry: TelemetryDep) -> Response:
+async def prometheus(pair: PairDep, state: StateDep, telemetry: TelemetryDep) -> Response:
     """Operational metrics in the Prometheus text format."""
-    for name, served in registry.models.items():
+    for name, served in pair.models.items():
         telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
-    if request.app.state.monitor is not None:
-        request.app.state.monitor.report()  # sets the monitoring gauges from this worker's window
+    if state.lifecycle.monitor is not None:
+        state.lifecycle.monitor.report()  # sets the monitoring gauges from this worker's window
     return Response(telemetry.exposition(), media_type=EXPOSITION_TYPE)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from service.deps import registry_of
+from service.deps import StateDep
 from service.monitoring.schemas import MonitoringReport
 from service.schemas import ErrorResponse
 
@@ -22,8 +22,8 @@ OFF = MonitoringReport(enabled=False, alpha=None, window=None, drift=None)
     response_model=MonitoringReport,
     responses={503: {"model": ErrorResponse, "description": "Models not loaded."}},
 )
-async def monitoring(request: Request) -> MonitoringReport:
+async def monitoring(state: StateDep) -> MonitoringReport:
     """Drift tests of this worker's last MONITOR_WINDOW passengers against the served run's training split."""
-    registry_of(request)  # 503 while the models (and so the reference) are not loaded
-    monitor: Monitor | None = request.app.state.monitor
+    state.pair.require()  # 503 while the models (and so the reference) are not loaded
+    monitor: Monitor | None = state.lifecycle.monitor
     return OFF if monitor is None else monitor.report()

@@ -1,31 +1,24 @@
-"""The Open Inference Protocol (KServe V2) REST routes: health, metadata, readiness and inference per model.
-
-Thin routes: the codec reads and writes tensors, `inputs` turns them into passengers under the input
-rules, the registry computes. Every error is the protocol's `{"error": "..."}` body (what tritonclient
+"""The Open Inference Protocol (KServe V2) REST routes: health, metadata, readiness, and the infer routes' OpenAPI
+entries (service/dataplane/ serves inference). Every error is the protocol's `{"error": "..."}` body (what tritonclient
 reads), with the same statuses as the rest of the API.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from functools import partial
 from typing import Any, Final
 
-import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from service.access_log import note_answer
-from service.config import Settings
-from service.deps import registry_of, settings_of, telemetry_of
+from service.dataplane.v2 import PROBABILITY, SURVIVED
+from service.dataplane.v2 import served_model as named_model
 from service.errors import ApiError
-from service.lifecycle import readiness
-from service.parsing import media_type, read_body
-from service.registry import Registry, ServedModel
-from service.routes.predict import THRESHOLD
+from service.pair import ServedModel, ServedPair
+from service.state import state_of
 from service.v2 import codec
-from service.v2.inputs import COLUMN_TENSORS, FEATURES_TENSOR, raw_rows
+from service.v2.inputs import COLUMN_TENSORS, FEATURES_TENSOR
 from service.v2.schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -37,17 +30,15 @@ from service.v2.schemas import (
     V2Error,
 )
 from service.version import DISTRIBUTION
-from survival.features import FEATURES, FloatArray
-from survival.variants import VARIANTS
+from survival.features import FEATURES
+from survival.served import DECISION_THRESHOLD
 
 SERVER_NAME: Final[str] = DISTRIBUTION
-PLATFORM: Final[str] = "numpy"  # folded float64 layers (see service/registry.py)
-PROBABILITY, SURVIVED = "survival_probability", "survived"
+PLATFORM: Final[str] = "numpy"  # folded float64 layers (see service/pair.py)
 OUTPUTS: Final[tuple[MetadataTensor, ...]] = (
     MetadataTensor(name=PROBABILITY, datatype="FP64", shape=[-1]),
     MetadataTensor(name=SURVIVED, datatype="BOOL", shape=[-1]),
 )
-BODY_TYPES: Final[tuple[str, ...]] = ("", "application/json", "application/octet-stream")
 ERROR_BODY: Final[dict[str, Any]] = {"model": V2Error}
 
 
@@ -75,15 +66,10 @@ class V2Route(APIRoute):
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"], route_class=V2Route)
 
 
-def served_model(request: Request, name: str, version: str | None) -> tuple[Registry, ServedModel]:
-    """The registry and the named model (404 for an unknown name or version, 503 while loading)."""
-    registry = registry_of(request)
-    if name not in registry.models:
-        raise ApiError(404, f"unknown model {name[:64]!r}; served: {', '.join(VARIANTS)}")
-    served = registry.models[name]
-    if version is not None and version != served.version:
-        raise ApiError(404, f"model {name!r} has no version {version[:64]!r}; served: {served.version}")
-    return registry, served
+def served_model(request: Request, name: str, version: str | None) -> tuple[ServedPair, ServedModel]:
+    """The served pair and the named model (404 for an unknown name or version, 503 while loading)."""
+    pair = state_of(request.app).pair.require()
+    return pair, named_model(pair, name, version)
 
 
 @router.get("", response_model=ServerMetadata, summary="Server metadata")
@@ -106,7 +92,7 @@ async def live() -> Liveness:
 )
 async def ready(request: Request) -> JSONResponse:
     """200 when both models are loaded and no SIGTERM has arrived (as GET /ready), else 503."""
-    ready = readiness(request.app.state) == "ready"
+    ready = state_of(request.app).readiness() == "ready"
     return JSONResponse(status_code=200 if ready else 503, content=Readiness(ready=ready).model_dump(exclude_none=True))
 
 
@@ -116,7 +102,7 @@ MODEL_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def metadata(registry: Registry, served: ServedModel) -> ModelMetadata:
+def metadata(pair: ServedPair, served: ServedModel) -> ModelMetadata:
     """What the model takes and gives."""
     columns = ", ".join(FEATURES)
     return ModelMetadata(
@@ -126,12 +112,12 @@ def metadata(registry: Registry, served: ServedModel) -> ModelMetadata:
         inputs=[MetadataTensor(name=FEATURES_TENSOR, datatype="FP64", shape=[-1, len(FEATURES)])],
         outputs=list(OUTPUTS),
         properties={
-            "run_id": registry.run_id,
-            "features": f"{columns}; NaN (or null in JSON) for an unknown Age",
+            "run_id": pair.run_id,
+            "features": f"{columns}; NaN (or null in JSON) for an unknown Fare or Age",
             "alternative_inputs": f"three tensors {', '.join(COLUMN_TENSORS)} of shape [-1] instead of features",
             "accepted_datatypes": ", ".join(codec.INPUT_DTYPES),
             "batchnorm": str(served.metadata.model.batchnorm).lower(),
-            "threshold": str(THRESHOLD),
+            "threshold": str(DECISION_THRESHOLD),
         },
     )
 
@@ -236,73 +222,30 @@ def schema_components() -> dict[str, Any]:
     return {**definition.pop("$defs", {}), InferenceRequest.__name__: definition}
 
 
-async def infer_answer(request: Request, name: str, version: str | None) -> Response:
-    """Read, check and answer one inference request."""
-    registry, served = served_model(request, name, version)
-    settings = settings_of(request)
-    kind = media_type(request.headers.get("content-type"))
-    if kind not in BODY_TYPES and not kind.endswith("+json"):
-        raise ApiError(415, f"Content-Type {kind} is not supported; send application/json or application/octet-stream")
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
-        raise ApiError(415, f"Content-Encoding {encoding[:20]} is not supported; send the body uncompressed")
-    body = await read_body(request, settings.max_body_bytes)
-    header_length = request.headers.get(codec.HEADER_LENGTH)
-    job = partial(infer, registry, served, body, header_length, settings)
-    if len(body) > settings.inline_max_bytes:
-        # As /predict: a big body is decoded, predicted and encoded off the loop, one big body at a time.
-        content, headers, raw = await anyio.to_thread.run_sync(job, limiter=request.app.state.batch_limiter)
-    else:
-        content, headers, raw = job()
-    telemetry_of(request).count_predictions(served.name, raw.shape[0])
-    note_answer(request.scope, raw.shape[0], (served.name,), registry.run_id)
-    monitor = request.app.state.monitor
-    if monitor is not None:
-        monitor.observe(raw)  # served passengers, as through /predict: checked by the input rules, NaN unknown
-    return Response(content, headers=headers)
+# Documentation only: service/dataplane/ answers the infer routes before FastAPI's router is reached; this router
+# is never mounted, only read by the OpenAPI document (`service.main.openapi_schema`).
+infer_router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
 
-def infer(
-    registry: Registry, served: ServedModel, body: bytes, header_length: str | None, settings: Settings
-) -> tuple[bytes, dict[str, str], FloatArray]:
-    """Decode, predict and encode: the answer's body, its headers and the passengers' raw rows."""
-    decoded = codec.decode(body, header_length, max_elements=settings.max_batch_size * len(FEATURES))
-    wanted = decoded.outputs if decoded.outputs is not None else {o.name: decoded.binary_output for o in OUTPUTS}
-    unknown = [n for n in wanted if n not in (PROBABILITY, SURVIVED)]
-    if unknown:
-        codec.bad_request(f"unknown output {unknown[0][:64]!r}; this model gives {PROBABILITY}, {SURVIVED}")
-    raw = raw_rows(decoded.inputs, settings.max_batch_size)
-    probs = registry.predict(raw, (served.name,))[served.name]
-    computed = {PROBABILITY: ("FP64", probs), SURVIVED: ("BOOL", probs >= THRESHOLD)}
-    tensors = [codec.OutputTensor(n, *computed[n]) for n in wanted]
-    answer: dict[str, Any] = {"model_name": served.name, "model_version": served.version}
-    if decoded.id is not None:
-        answer["id"] = decoded.id
-    answer["parameters"] = {"run_id": registry.run_id}
-    binary = {n for n, as_binary in wanted.items() if as_binary}
-    content, headers = codec.encode(answer, tensors, binary)
-    return content, headers, raw
-
-
-@router.post(
+@infer_router.post(
     "/models/{name}/infer",
     response_model=InferenceResponse,
     responses=INFER_ERRORS,
     openapi_extra=INFER_BODY,
     summary="Inference",
 )
-async def model_infer(request: Request, name: str) -> Response:
+async def model_infer(name: str) -> None:
     """Survival probabilities of N passengers from `features` [N, 3] (or Pclass, Fare, Age [N]); JSON or binary."""
-    return await infer_answer(request, name, None)
+    raise NotImplementedError
 
 
-@router.post(
+@infer_router.post(
     "/models/{name}/versions/{version}/infer",
     response_model=InferenceResponse,
     responses=INFER_ERRORS,
     openapi_extra=INFER_BODY,
     summary="Inference (one version)",
 )
-async def model_version_infer(request: Request, name: str, version: str) -> Response:
+async def model_version_infer(name: str, version: str) -> None:
     """The same, for the served version only (another version is a 404)."""
-    return await infer_answer(request, name, version)
+    raise NotImplementedError
