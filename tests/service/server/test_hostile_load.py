@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from conftest import REPO_DIR
-from server_process import Server, running
+from support.paths import REPO_DIR
+from support.servers import Server, running
 
 sys.path.insert(0, str(REPO_DIR / "bench"))
 import hostile_attacks as attacks
 from hostile_kit import Figures, Memory, NormalClient
+
+pytestmark = pytest.mark.system  # every test here starts a server and attacks it
 
 SEND_TIMEOUT_S: Final = 2.0
 KEEP_ALIVE_S: Final = 2
