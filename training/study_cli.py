@@ -32,8 +32,8 @@ def study_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training study",
         description="Train both variants on raw and on standardized inputs over seeds 0..N-1 (the trainer's "
-        "protocol, batched), compare them resample by resample, test the experiment's claims, and write "
-        "<out>/study.json.",
+        "protocol, batched), compare them resample by resample, test the experiment's claims as the declared plan "
+        "(training/study_plan.py) says, and write <out>/study.json.",
     )
     add_common(parser)
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: %(default)s)")
