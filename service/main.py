@@ -173,7 +173,9 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(ControlMiddleware)
     if state.keys.admin:
-        app.include_router(admin.router)  # /admin/... exists only when someone may call it
+        # /admin/... exists only when someone may call it, and is left out of the public OpenAPI document, which
+        # would otherwise tell anyone that admin keys are configured.
+        app.include_router(admin.router, include_in_schema=False)
     for module in (health, models, metrics, monitoring, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
