@@ -80,3 +80,17 @@ def test_http_1_1_without_host_is_a_400_and_http_1_0_needs_none(server: Server) 
     assert statuses(answer) == [b"HTTP/1.1 400 Bad Request"]
     assert b"must have a Host header" in answer
     assert statuses(exchange(server, b"GET /health HTTP/1.0\r\n\r\n")) == [b"HTTP/1.1 200 OK"]
+
+
+@pytest.mark.parametrize(
+    ("csv", "message"),
+    [
+        (b"\xef\xbb\xbf\xef\xbb\xbfPclass,Fare,Age\n3,7.25,22\n", b"two byte order marks"),
+        (b"Pclass;Fare;Age\n3;7.25;22\n", b"separated by ';'"),
+    ],
+    ids=["double BOM", "semicolons"],
+)
+def test_a_csv_that_only_looks_wrong_is_told_why(server: Server, csv: bytes, message: bytes) -> None:
+    answer = server.request("POST", "/predict", csv, {"content-type": "text/csv"})
+    assert answer.status == 422
+    assert message in answer.body, answer.body

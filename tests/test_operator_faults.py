@@ -86,9 +86,18 @@ def test_a_study_json_that_blocks_or_is_too_big_is_reported_and_the_worker_keeps
 
 
 def workers(server: Server) -> set[int]:
-    """The launcher's worker processes."""
+    """The launcher's worker processes (not multiprocessing's resource tracker)."""
     pid = server.process.pid
-    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    children = {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    return {child for child in children if b"resource_tracker" not in cmdline(child)}
+
+
+def cmdline(pid: int) -> bytes:
+    """A process's command line (empty once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @contextmanager
@@ -147,3 +156,23 @@ def test_a_worker_killed_outright_leaves_no_gauges_behind(model_dir: Path, tmp_p
                 time.sleep(0.2)
         # Both workers were replaced and serve the new run; the dead ones served the old run until killed.
         assert served_runs(server) == {new_run}
+
+
+def test_killing_the_launcher_outright_takes_its_workers_with_it(model_dir: Path, tmp_path: Path) -> None:
+    with running(tmp_path / "server", model_dir, WEB_CONCURRENCY="2") as server:
+        children = workers(server)
+        assert len(children) == 2
+        server.process.kill()
+        server.process.wait()
+        deadline = time.monotonic() + 20
+        while any(Path(f"/proc/{pid}").exists() and b"Z" not in stat_of(pid) for pid in children):
+            assert time.monotonic() < deadline, "a worker outlived its launcher"
+            time.sleep(0.2)
+
+
+def stat_of(pid: int) -> bytes:
+    """The state field of /proc/PID/stat (b"Z": a zombie, already dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return b"Z"
