@@ -62,12 +62,27 @@ def _columns(header: list[str]) -> dict[str, int]:
         )
     missing = [title for key, title in CSV_COLUMNS.items() if key not in counts]
     if missing:
+        _explain_header(header)
         raise ApiError(
             422,
             f"CSV header lacks column(s) {', '.join(missing)}",
             [ErrorItem(field=m, message="column missing from the header") for m in missing],
         )
     return {name.strip().lower(): i for i, name in enumerate(header) if name.strip().lower() in wanted}
+
+
+def _explain_header(header: list[str]) -> None:
+    """A 422 that names the likely cause when a header lacks our columns: a second byte order mark, or another
+    separator (spreadsheets in many locales write `;`) that left the whole header in one cell."""
+    first = header[0]
+    if first.startswith("\ufeff"):
+        raise ApiError(422, "CSV starts with two byte order marks; send UTF-8 with at most one")
+    if len(header) == 1:
+        for separator in (";", "\t", "|"):
+            names = {name.strip().lower() for name in first.split(separator)}
+            if len(names) > 1 and set(CSV_COLUMNS) <= names:
+                shown = "a tab" if separator == "\t" else f"'{separator}'"
+                raise ApiError(422, f"CSV header is separated by {shown}; send comma-separated values")
 
 
 def _check_rows(rows: list[list[str]], width: int, columns: dict[str, int]) -> tuple[FloatArray, list[str] | None]:

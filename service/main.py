@@ -35,7 +35,7 @@ from service.pair import ServedPair
 from service.reload import Reloader, polling
 from service.routes import admin, health, metrics, models, monitoring, predict, runs
 from service.schemas import Passenger, PassengerBatch
-from service.server.lifecycle import fail_start, install_drain
+from service.server.lifecycle import die_with_launcher, fail_start, install_drain
 from service.state import AppState, PairHolder, state_of
 from service.static_files import BoundedStaticFiles
 from service.study_cache import StudyCache
@@ -114,6 +114,7 @@ def lifespan_of(state: AppState, exit_on_load_error: bool, freeze_heap: bool) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        die_with_launcher()
         threadpool_limits(settings.compute_threads, user_api="blas")
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         try:
@@ -173,7 +174,9 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(ControlMiddleware)
     if state.keys.admin:
-        app.include_router(admin.router)  # /admin/... exists only when someone may call it
+        # /admin/... exists only when someone may call it, and is left out of the public OpenAPI document, which
+        # would otherwise tell anyone that admin keys are configured.
+        app.include_router(admin.router, include_in_schema=False)
     for module in (health, models, metrics, monitoring, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)

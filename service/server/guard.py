@@ -105,8 +105,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._chunks = 0
         self._request_body = 0  # body bytes of the current request (not released when it completes)
         self._framing = 0  # bytes of the current body that were chunk framing, not body
-        self._requests = 0  # begun on this connection
+        self._requests = self._done = 0  # begun and complete on this connection
         self._refusal: tuple[int, str] | None = None
+        self._after_answer: tuple[int, str] | None = None  # a refusal that waits for the answer under way
+        self._host = False  # the request named its Host
 
     # --- waiting on the client, or not ---------------------------------------------------------------------------
     def _wait(self, phase: Phase, seconds: float | None = None) -> None:
@@ -243,12 +245,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's parsing; the client's rate, what arrived of an unfinished head, and a body's chunk framing."""
         self._last_byte = self.loop.time()
         self._arrived += len(data)
-        in_body, body_before, request = self.phase is Phase.BODY, self._request_body, self._requests
+        in_body, body_before, request, done = self.phase is Phase.BODY, self._request_body, self._requests, self._done
         super().data_received(data)
         if self.transport.is_closing():
             return
-        if self.phase is Phase.HEAD:
-            # httptools keeps an unfinished header in its own buffer: count what has arrived for the head.
+        if self.phase is Phase.HEAD and done == self._done:
+            # httptools keeps an unfinished header in its own buffer: count what has arrived for the head (not a
+            # packet of pipelined requests that ends in the next one's head: that one is counted from its next packet).
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_bytes:
                 self._close(431, self._head_too_large())
@@ -261,8 +264,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 )
 
     def send_400_response(self, msg: str) -> None:
-        """A request refused by a limit gets that limit's status; a malformed one a JSON 400 (never text/plain)."""
-        self._close(*(self._refusal or (400, "malformed HTTP request (its request line, a header or its framing)")))
+        """A request refused by a limit gets that limit's status; a malformed one a JSON 400 (never text/plain).
+
+        Garbage after a complete pipelined request waits for that request's answer, then gets its 400.
+        """
+        refusal = self._refusal or (400, "malformed HTTP request (its request line, a header or its framing)")
+        cycle = self.cycle
+        if self.phase is not Phase.BODY and cycle is not None and not cycle.response_complete:
+            self._after_answer = refusal
+            self.flow.pause_reading()
+            return
+        self._close(*refusal)
 
     def _refuse(self, status: int, detail: str) -> None:
         self._refusal = (status, detail)
@@ -275,6 +287,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = self._url_bytes = self._field_bytes = self._header_count = 0
         self._chunks = self._request_body = self._framing = 0
         self._requests += 1
+        self._host = False
         if self.phase is not Phase.HEAD:
             self._wait(Phase.HEAD, self.limits.header_timeout_s)
 
@@ -291,6 +304,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_count > self.limits.max_headers:
             self._refuse(431, f"the request has over {self.limits.max_headers} header fields")
         self._field_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if len(name) == 4 and name.lower() == b"host":
+            self._host = True
         if self._url_bytes + self._field_bytes > self.limits.max_header_bytes:
             self._refuse(431, self._head_too_large())
         super().on_header(name, value)
@@ -299,7 +314,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return f"the request head is over {self.limits.max_header_bytes} bytes"
 
     def on_headers_complete(self) -> None:
-        """The head is in: the body's deadline starts."""
+        """The head is in (an HTTP/1.1 one with its Host, RFC 9112 section 3.2): the body's deadline starts."""
+        if not self._host and self.parser.get_http_version() == "1.1":
+            self._refuse(400, "an HTTP/1.1 request must have a Host header")
         self._wait(Phase.BODY, self.limits.body_timeout_s)
         cycle = self.cycle
         super().on_headers_complete()
@@ -330,6 +347,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         """The request is in: no longer waiting on the client (or idle, when it was answered before its body ended)."""
         super().on_message_complete()
+        self._done += 1
         self._release_body()
         self._began = False
         if self.cycle is not None and self.cycle.response_complete:
@@ -341,6 +359,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         """Answered: idle until the next request (a closing connection gets a deadline to drain its answer)."""
         super().on_response_complete()
+        if self._after_answer is not None and not self.pipeline and not self.transport.is_closing():
+            self._close(*self._after_answer)
         if self.transport.is_closing():
             self._closing_deadline()
         elif self.phase is Phase.BUSY:

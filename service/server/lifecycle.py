@@ -49,3 +49,25 @@ def install_drain(state: Drainable, drain_s: float) -> None:
         loop.call_soon_threadsafe(loop.call_later, drain_s, stop, sig, None)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+# prctl(2): deliver a signal to this process when the thread that forked it exits.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_launcher() -> None:
+    """In a worker of `python -m service`: be sent SIGTERM when the launcher dies, even by SIGKILL.
+
+    A `kill -9` of the launcher otherwise leaves its workers serving on, orphaned, holding the port. uvicorn's
+    supervisor starts and restarts workers from its main thread, which lives as long as the launcher. Linux only;
+    elsewhere nothing is done.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent.pid:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -86,8 +86,9 @@ def test_slow_readers_of_a_static_file_are_bounded_per_address_and_closed_at_the
 def test_slow_readers_of_pipelined_big_answers_are_closed_at_the_send_deadline(server: Server) -> None:
     _, outcome = under_attack(
         server,
-        lambda: attacks.pipelined_readers(server.port, server.process.pid, 10, 5_000, 3, SEND_TIMEOUT_S + SLACK_S + 2),
+        lambda: attacks.pipelined_readers(server.port, server.process.pid, 2, 10_000, 8, SEND_TIMEOUT_S + SLACK_S + 2),
     )
+    assert outcome.held >= 1, outcome.line()  # the answers were written, and waited for their reader
     assert outcome.closed_after_s <= SEND_TIMEOUT_S + SLACK_S + 2, outcome.line()
 
 
