@@ -46,7 +46,9 @@ def test_sigterm_finishes_what_was_sent_and_exits_0(model_dir: Path, tmp_path: P
         socks += [socket.create_connection((HOST, server.port), timeout=60) for _ in range(IN_FLIGHT)]
         # Each request is written whole before the signal (Connection: close makes the answer end the read).
         sent = [
-            threading.Thread(target=s.sendall, args=(request.replace(b"Host: test", b"Connection: close"),))
+            threading.Thread(
+                target=s.sendall, args=(request.replace(b"Host: test", b"Host: test\r\nConnection: close"),)
+            )
             for s in socks
         ]
         for thread in sent:
