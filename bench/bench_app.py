@@ -35,6 +35,7 @@ async def trivial(request: Request) -> Response:
 
 def served(state: AppState) -> float:
     """Passengers this worker has answered so far (its predictions_total of one model)."""
+    state.telemetry.flush()  # one worker keeps its counts in process until the registry is read
     value = state.telemetry.registry.get_sample_value("predictions_total", {"model": "plain"})
     return value or 0.0
 

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.note import REQUEST_ID_HEADER, UNMATCHED_ROUTE, new_note, note_of
 from service.server import metrics_store
 from service.server.metrics_store import Degraded
+from service.tallies import CounterTally, HistogramTally
 
 # Sub-millisecond buckets: a single prediction is answered in well under a millisecond.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -104,10 +105,13 @@ class Telemetry:
             buckets=STAGE_BUCKETS,
             registry=self.registry,
         )
+        # Each label set's child (or, with one worker, its in-process tally: service/tallies.py), looked up once:
+        # labels() takes a lock each time; the label space is bounded by the routes.
         self._stage_children: dict[str, list[Any]] = {}
         self._prediction_children: dict[str, Any] = {}
         self._request_children: dict[tuple[str, str, str], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
+        self._tallies: list[HistogramTally | CounterTally] = []
         self.validation_accuracy = Gauge(
             "model_validation_accuracy",
             "Final-epoch validation accuracy of the served model.",
@@ -132,9 +136,31 @@ class Telemetry:
         """Count one request refused for its API key (`reason`: missing, invalid, not_admin)."""
         self.auth_failures.labels(reason).inc()
 
+    def flush(self) -> None:
+        """Hand every in-process tally to its metric (before the registry is read)."""
+        for tally in self._tallies:
+            tally.flush()
+
+    def _histogram(self, child: Any) -> Any:
+        """What a request observes: the child itself (several workers), or a tally of it (one worker)."""
+        if self.multiprocess:
+            return child
+        tally = HistogramTally(child)
+        self._tallies.append(tally)
+        return tally
+
+    def _counter(self, child: Any) -> Any:
+        """What a request counts on: the child itself (several workers), or a tally of it (one worker)."""
+        if self.multiprocess:
+            return child
+        tally = CounterTally(child)
+        self._tallies.append(tally)
+        return tally
+
     def exposition(self) -> bytes:
         """The text format of every metric: this process's, or the sum over all workers in multiprocess mode."""
         if not self.multiprocess:
+            self.flush()
             return generate_latest(self.registry)
         forget_dead_workers(multiprocess_dir())
         registry = CollectorRegistry()
@@ -157,30 +183,29 @@ class Telemetry:
         """Add `rows` predictions of `model`."""
         child = self._prediction_children.get(model)
         if child is None:
-            child = self._prediction_children[model] = self.predictions.labels(model)
+            child = self._prediction_children[model] = self._counter(self.predictions.labels(model))
         child.inc(rows)
 
     def observe_stages(self, protocol: str, seconds: list[float]) -> None:
         """Record the decode, predict and encode times of one inference."""
         children = self._stage_children.get(protocol)
         if children is None:
-            children = self._stage_children[protocol] = [self.stages.labels(protocol, stage) for stage in STAGES]
+            children = [self._histogram(self.stages.labels(protocol, stage)) for stage in STAGES]
+            self._stage_children[protocol] = children
         for child, value in zip(children, seconds, strict=True):
             child.observe(value)
 
     def observe(self, method: str, route: str, status: str, seconds: float) -> None:
         """Count one request and record its latency."""
-        # labels() looks the child up under a lock each time; caching the children keeps the
-        # per-request cost to one dict lookup (the label space is bounded by the routes).
         key = (method, route)
         latency = self._latency_children.get(key)
         if latency is None:
-            latency = self._latency_children[key] = self.latency.labels(method, route)
+            latency = self._latency_children[key] = self._histogram(self.latency.labels(method, route))
         latency.observe(seconds)
         count_key = (method, route, status)
         counter = self._request_children.get(count_key)
         if counter is None:
-            counter = self._request_children[count_key] = self.requests.labels(method, route, status)
+            counter = self._request_children[count_key] = self._counter(self.requests.labels(method, route, status))
         counter.inc()
 
 
