@@ -185,7 +185,7 @@ def json_values(item: RequestInput, count: int, where: str) -> FloatArray:
             typed = np.array([math.nan if v is None else v for v in flat], dtype=INPUT_DTYPES[item.datatype])
     except OverflowError:
         bad_request(f"{where}: a value is outside the range of {item.datatype}")
-    return typed.astype(np.float64)
+    return typed.astype(np.float64, copy=False)  # FP64 data is float64 already
 
 
 def _kind(value: object) -> str:
