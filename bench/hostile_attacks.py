@@ -141,9 +141,11 @@ def repeated_posts(port: int, clients: int, body: bytes, seconds: float, per_s: 
     return Outcome(statuses)
 
 
-def big_bodies(port: int, clients: int, rows: int, seconds: float, per_s: float) -> Outcome:
-    """Completed big bodies, more at once than the one batch thread can take."""
-    return repeated_posts(port, clients, batch(rows), seconds, per_s)
+def big_bodies(port: int, clients: int, rows: int, seconds: float, per_s: float, size: int = 0) -> Outcome:
+    """Completed big bodies (`rows` passengers, padded with JSON whitespace to `size` bytes), more at once than
+    the one batch thread can take."""
+    body = batch(rows)
+    return repeated_posts(port, clients, body[:-1] + b" " * max(0, size - len(body)) + b"}", seconds, per_s)
 
 
 def key_floods(port: int, clients: int, size: int, seconds: float, per_s: float) -> Outcome:
