@@ -24,55 +24,17 @@ connection's state changes, so a normal request pays two timer calls and a clock
 from __future__ import annotations
 
 import asyncio
-import json
-from enum import Enum
-from typing import Any, Final
+from typing import Any
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from service.note import note_of
 from service.server.config import ServiceConfig
 from service.server.one_write import offer_respond, write_head_with_body
-from service.server.shed import RATE_WINDOW_S, STALLED_AFTER_S, Pool
-
-
-class Phase(Enum):
-    """What a connection is doing: waiting on its client (HEAD, BODY, IDLE) or being answered (BUSY)."""
-
-    HEAD = "head"
-    BODY = "body"
-    BUSY = "busy"
-    IDLE = "idle"
-
-
-class RefusedError(Exception):
-    """Raised in a parser callback to stop parsing a request that breaks a limit (uvicorn then calls
-    `send_400_response`, which answers the limit's own status instead)."""
-
-
-def pool_of(server_state: ServerState) -> Pool:
-    """The pool of the server these connections belong to."""
-    pool: Pool | None = getattr(server_state, "guard_pool", None)
-    if pool is None:
-        pool = Pool()
-        server_state.guard_pool = pool  # type: ignore[attr-defined]
-    return pool
-
-
-# Seconds a client refused for load is told to wait (Retry-After).
-RETRY_AFTER_S: Final[int] = 1
-
-
-def plain_response(status: int, detail: str) -> bytes:
-    """A complete HTTP/1.1 answer with the service's JSON error body that closes the connection."""
-    body = json.dumps({"detail": detail, "errors": []}).encode()
-    head = [STATUS_LINE[status], b"content-type: application/json\r\nx-content-type-options: nosniff\r\n"]
-    if status == 503:
-        head.append(b"retry-after: %d\r\n" % RETRY_AFTER_S)
-    head += [b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n"]
-    return b"".join(head) + body
+from service.server.refusals import RefusedError, plain_response
+from service.server.shed import RATE_WINDOW_S, STALLED_AFTER_S, Phase, pool_of
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
