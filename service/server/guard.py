@@ -33,7 +33,7 @@ from uvicorn.server import ServerState
 from service.note import note_of
 from service.server.config import ServiceConfig
 from service.server.one_write import offer_respond, write_head_with_body
-from service.server.refusals import RefusedError, plain_response
+from service.server.refusals import LINGER_BYTES, LINGER_S, RefusedError, plain_response
 from service.server.shed import RATE_WINDOW_S, STALLED_AFTER_S, Phase, pool_of
 
 
@@ -71,6 +71,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: tuple[int, str] | None = None
         self._after_answer: tuple[int, str] | None = None  # a refusal that waits for the answer under way
         self._host = False  # the request named its Host
+        self._lingering = 0  # bytes still to drop after a refusal, before the connection is closed
 
     # --- waiting on the client, or not ---------------------------------------------------------------------------
     def _wait(self, phase: Phase, seconds: float | None = None) -> None:
@@ -122,16 +123,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return cycle is not None and not cycle.response_started
         return cycle is None or cycle.response_complete
 
-    def _close(self, status: int | None, detail: str) -> None:
-        """Answer `status` if an answer can still be sent, stop the request's app, and close the connection."""
+    def _close(self, status: int | None, detail: str, *, linger: bool = False) -> None:
+        """Answer `status` if an answer can still be sent, stop the request's app, and close the connection.
+
+        `linger`: the client may still be sending its body. Closing a socket with unread bytes makes the kernel
+        send a reset, which can destroy the answer before the client reads it; so the write side is shut first
+        and what still arrives is read and dropped for a moment (nginx's lingering close), then it is closed.
+        """
         cycle = self.cycle
-        if status is not None and self._can_answer():
+        answered = status is not None and self._can_answer()
+        if status is not None and answered:
             self.transport.write(plain_response(status, detail))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
         self._leave_pool()
         self._release_body()
+        if answered and linger and self.transport.can_write_eof():
+            self._lingering = LINGER_BYTES
+            self.transport.write_eof()
+            self.flow.resume_reading()
+            self._timer = self.loop.call_later(LINGER_S, self._end_linger)
+            return
+        self.transport.close()
+        self._closing_deadline()
+
+    def _end_linger(self) -> None:
+        self._timer = None
+        self._lingering = 0
         self.transport.close()
         self._closing_deadline()
 
@@ -205,6 +224,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's parsing; the client's rate, what arrived of an unfinished head, and a body's chunk framing."""
+        if self._lingering:
+            self._lingering -= len(data)  # dropped unparsed: the answer is sent
+            if self._lingering <= 0:
+                self._end_linger()
+            return
         self._last_byte = self.loop.time()
         self._arrived += len(data)
         in_body, body_before, request, done = self.phase is Phase.BODY, self._request_body, self._requests, self._done
@@ -221,9 +245,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # What was not body is framing: chunk sizes, extensions, trailers (httptools buffers a partial one).
             self._framing += len(data) - (self._request_body - body_before)
             if self._framing > self.limits.max_chunk_framing_bytes + 24 * self._chunks:
-                self._close(
-                    400, f"the chunk extensions or trailers are over {self.limits.max_chunk_framing_bytes} bytes"
-                )
+                limit = self.limits.max_chunk_framing_bytes
+                self._close(400, f"the chunk extensions or trailers are over {limit} bytes", linger=True)
 
     def send_400_response(self, msg: str) -> None:
         """A request refused by a limit gets that limit's status; a malformed one a JSON 400 (never text/plain).
@@ -236,7 +259,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._after_answer = refusal
             self.flow.pause_reading()
             return
-        self._close(*refusal)
+        self._close(*refusal, linger=self.phase is Phase.BODY)
 
     def _refuse(self, status: int, detail: str) -> None:
         self._refusal = (status, detail)

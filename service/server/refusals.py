@@ -13,6 +13,11 @@ class RefusedError(Exception):
     `send_400_response`, which answers the limit's own status instead)."""
 
 
+# After refusing an upload still under way, its bytes are read and dropped for at most this long, or this many,
+# before the connection is closed: a client sends its whole body before it reads, and a close with bytes unread
+# resets the connection, which can lose the answer.
+LINGER_S: Final[float] = 2.0
+LINGER_BYTES: Final[int] = 8 * 1024 * 1024
 # Seconds a client refused for load is told to wait (Retry-After).
 RETRY_AFTER_S: Final[int] = 1
 
