@@ -140,13 +140,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._leave_pool()
         self._release_body()
         if answered and linger and self.transport.can_write_eof():
-            self._lingering = LINGER_BYTES
-            self.transport.write_eof()
-            self.flow.resume_reading()
-            self._timer = self.loop.call_later(LINGER_S, self._end_linger)
+            self._linger()
             return
         self.transport.close()
         self._closing_deadline()
+
+    def close_after_answer(self) -> None:
+        """Close after the app's answer; linger when the request's body may still be arriving (an early 413)."""
+        if self.phase is Phase.BODY and self.transport.can_write_eof():
+            self._leave_pool()
+            self._release_body()
+            self._linger()
+        else:
+            self.transport.close()
+
+    def _linger(self) -> None:
+        """Shut the write side after the answer; drop what arrives for a while, then close."""
+        self._lingering = LINGER_BYTES
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        self._timer = self.loop.call_later(LINGER_S, self._end_linger)
 
     def _end_linger(self) -> None:
         self._timer = None
@@ -307,7 +320,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not cycle:
             write_head_with_body(self.cycle)
-            offer_respond(self.cycle)
+            offer_respond(self.cycle, self.close_after_answer)
 
     def on_chunk_header(self) -> None:
         """Count a chunked body's chunks: each costs a parser callback, so a body of one-byte chunks is refused."""
