@@ -40,10 +40,11 @@ class ModelSettings(BaseSettings):
         description="Seconds between checks of what MODEL_DIR/current points at (a new run is swapped in); 0: off.",
     )
     batch_queue_max: int = Field(
-        default=4,
+        default=64,
         ge=1,
         description="Big bodies (over INLINE_MAX_BYTES), read in full, that may wait for or be in the one batch "
-        "thread of a worker; past it (or BATCH_QUEUE_MAX_BYTES) a 503 with Retry-After, never memory growth.",
+        "thread of a worker; past it (or BATCH_QUEUE_MAX_BYTES, the bound that protects memory) a 503 with "
+        "Retry-After, never memory growth.",
     )
     batch_queue_max_bytes: int = Field(
         default=24 * 1024 * 1024,
