@@ -27,17 +27,17 @@ import asyncio
 from typing import Any
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from service.note import note_of
 from service.server.config import ServiceConfig
 from service.server.one_write import offer_respond, write_head_with_body
-from service.server.refusals import LINGER_BYTES, LINGER_S, RefusedError, plain_response
+from service.server.output import AnswerGuard
+from service.server.refusals import RefusedError, plain_response
 from service.server.shed import RATE_WINDOW_S, STALLED_AFTER_S, Phase, pool_of
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class GuardedHttpToolsProtocol(AnswerGuard):
     """uvicorn's httptools protocol plus deadlines, limits, and bounds on connections, bodies and unread answers."""
 
     def __init__(
@@ -97,10 +97,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._timer = None
         self.pool.forget(self)
 
-    def _release_body(self) -> None:
-        self.pool.body_bytes -= self.body_bytes
-        self.body_bytes = 0
-
     def _deadline(self) -> None:
         self._timer = None
         if self.transport.is_closing():
@@ -145,33 +141,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
         self._closing_deadline()
 
-    def close_after_answer(self) -> None:
-        """Close after the app's answer; linger when the request's body may still be arriving (an early 413)."""
-        if self.phase is Phase.BODY and self.transport.can_write_eof():
-            self._leave_pool()
-            self._release_body()
-            self._linger()
-        else:
-            self.transport.close()
-
-    def _linger(self) -> None:
-        """Shut the write side after the answer; drop what arrives for a while, then close."""
-        self._lingering = LINGER_BYTES
-        self.transport.write_eof()
-        self.flow.resume_reading()
-        self._timer = self.loop.call_later(LINGER_S, self._end_linger)
-
-    def _end_linger(self) -> None:
-        self._timer = None
-        self._lingering = 0
-        self.transport.close()
-        self._closing_deadline()
-
-    def _closing_deadline(self) -> None:
-        """A closing transport waits for its buffer to drain: a client that never reads would hold it for good."""
-        if self._send_timer is None and self.transport.get_write_buffer_size():
-            self._send_timer = self.loop.call_later(self.limits.send_timeout_s, self.abort, "closing")
-
     def shed(self) -> None:
         """Closed to make room: idle, or its client is the slowest (an upload is told 503 first)."""
         if self.transport.get_write_buffer_size():
@@ -180,42 +149,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._close(503, "the server is holding too many uploads and yours was the slowest; retry later")
         else:
             self._close(None, "")
-
-    def abort(self, why: str) -> None:
-        """Disconnect at once, dropping whatever the client has not read (`why`: for the debug log)."""
-        self.logger.debug("disconnecting a client: %s", why)
-        self._count_unread(0)
-        self._leave_pool()
-        self._release_body()
-        self.transport.abort()  # connection_lost follows: the app sees a disconnect, a drain waiting on it ends
-
-    # --- answers the client does not read ------------------------------------------------------------------------
-    def _count_unread(self, size: int) -> None:
-        """Count `size` unread answer bytes in the pool's output budget (0: none), with the send deadline."""
-        if self._send_timer is not None:
-            self._send_timer.cancel()
-            self._send_timer = None
-        self.pool.out_bytes += size - self._unread
-        self._unread = size
-        if size:
-            self.pool.unread[self] = None
-            self._send_timer = self.loop.call_later(self.limits.send_timeout_s, self.abort, "send deadline")
-        else:
-            self.pool.unread.pop(self, None)
-
-    def pause_writing(self) -> None:
-        """The answer's unsent bytes passed the transport's high-water mark: the send deadline starts."""
-        super().pause_writing()
-        self._count_unread(max(1, self.transport.get_write_buffer_size()))
-        if self.pool.out_bytes > self.limits.max_output_bytes:
-            self.pool.shed_unread(self.limits.max_output_bytes)
-
-    def resume_writing(self) -> None:
-        """The client is reading: no deadline while the buffer stays below the high-water mark."""
-        super().resume_writing()
-        self._count_unread(0)
-        if self.transport.is_closing():
-            self._closing_deadline()
 
     # --- uvicorn's protocol ----------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -15,6 +15,7 @@ from uvicorn.server import ServerState
 
 if TYPE_CHECKING:
     from service.server.guard import GuardedHttpToolsProtocol
+    from service.server.output import AnswerGuard
 
 # A connection that has sent nothing for this long is stalled, whatever it sent before.
 STALLED_AFTER_S: Final[float] = 1.0
@@ -42,7 +43,7 @@ class Pool:
         self.body_bytes = 0
         # Bytes of answers buffered for clients that do not take them (counted while a transport is paused).
         self.out_bytes = 0
-        self.unread: dict[GuardedHttpToolsProtocol, None] = {}
+        self.unread: dict[AnswerGuard, None] = {}
 
     def forget(self, connection: GuardedHttpToolsProtocol) -> None:
         """Take `connection` out of the waiting and idle lists."""
