@@ -114,3 +114,12 @@ def test_a_client_that_sends_its_whole_body_before_reading_gets_the_early_refusa
             assert conn.getresponse().status == status
         finally:
             conn.close()
+
+
+def test_static_files_are_cacheable_and_revalidated_with_a_304(server: Server) -> None:
+    for path in ("/docs/static/swagger-ui.css", "/static/dashboard.css"):
+        first = server.request("GET", path)
+        assert first.status == 200
+        assert first.headers["cache-control"] == "public, max-age=3600"
+        again = server.request("GET", path, headers={"if-none-match": first.headers["etag"]})
+        assert again.status == 304, path
