@@ -49,7 +49,7 @@ RUN pip install -c constraints.txt -r api.txt -r train.txt
 
 # ---- project: the three packages (and their metadata), installed non-editable into a folder of their own ---
 FROM venv AS project
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY survival survival
 COPY training training
 COPY service service

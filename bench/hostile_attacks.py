@@ -1,7 +1,7 @@
 """The attacks of issue 24, each a function of its size: what the attacker saw, and how soon the server let go.
 
 Loopback only, bounded in connections and seconds. bench/bench_hostile.py runs them at full size and prints
-figures; tests/test_hostile_load.py runs them reduced and asserts on them.
+figures; tests/service/server/test_hostile_load.py runs them reduced and asserts on them.
 """
 
 from __future__ import annotations

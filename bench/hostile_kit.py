@@ -1,6 +1,6 @@
 """Hostile clients and a normal client measuring alongside them, on loopback only.
 
-Shared by bench/bench_hostile.py (full-size figures) and tests/test_hostile_load.py (reduced, in CI). The
+Shared by bench/bench_hostile.py (full-size figures) and tests/service/server/test_hostile_load.py (reduced, in CI). The
 normal client is open loop: one single-passenger POST /predict every `interval_s` on a new connection, sent on
 schedule whether or not earlier ones were answered, its latency counted from the moment it was due.
 """

@@ -1,4 +1,4 @@
-"""Replicas of the API behind nginx on loopback: what tests/test_nginx.py and bench/bench_lb.py share.
+"""Replicas of the API behind nginx on loopback: what tests/deploy/test_nginx.py and bench/bench_lb.py share.
 
 nginx runs with the project's own deploy/nginx/nginx.conf, copied into a temporary prefix together with a
 `listen.conf` (a free loopback port) and an `upstream-servers.conf` written from the shipped example's first

@@ -47,17 +47,19 @@ class RequestNote:
 
 class IdSource:
     """Request ids unique across processes and machines without a system call each: 64 random bits drawn once per
-    process (and again after a fork), then a counter; 32 hex digits, the shape of nginx's $request_id."""
+    process (and again in a forked child), then a counter; 32 hex digits, the shape of nginx's $request_id."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        """A new random prefix and counter (a new process)."""
+        self._prefix = secrets.token_hex(8)
         self._counter = itertools.count()
 
     def next(self) -> str:
         """A new id."""
-        if self._pid != os.getpid():
-            self._pid, self._prefix, self._counter = os.getpid(), secrets.token_hex(8), itertools.count()
         return f"{self._prefix}{next(self._counter):016x}"
 
 

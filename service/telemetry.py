@@ -210,24 +210,26 @@ class ControlMiddleware:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
+        # Routing rewrites the scope (a mount moves the path into root_path): the route is looked up in a copy.
+        arrived = {**scope, "method": "GET"} if head else dict(scope)
         if head:
-            # A copy: the GET that answers it, so the metrics and the log still count the HEAD the client sent.
-            scope = {**scope, "method": "GET"}
+            scope = {**arrived}  # the GET that answers the HEAD; the note still counts the HEAD the client sent
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            note.route = route_template(scope)
+            note.route = route_template(scope, arrived)
 
 
-def route_template(scope: Scope) -> str:
-    """The route template a request matched (bounded label values, not the raw path), else "unmatched"."""
+def route_template(scope: Scope, arrived: Scope) -> str:
+    """The route template a request matched (bounded label values, not the raw path), else "unmatched"; `arrived`
+    is the scope as it was before routing rewrote it."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
     app = scope.get("app")
     for candidate in getattr(getattr(app, "router", None), "routes", []):
-        match, _ = candidate.matches(scope)
+        match, _ = candidate.matches(arrived)
         if match == Match.FULL:
             return str(getattr(candidate, "path", UNMATCHED_ROUTE))
     return UNMATCHED_ROUTE

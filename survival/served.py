@@ -71,7 +71,8 @@ def forward(layers: Layers, features: FloatArray) -> FloatArray:
     h = features
     last = len(layers) - 1
     for i, (weight, bias) in enumerate(layers):
-        h = h @ weight + bias  # a new array: `features` is never modified
+        h = h @ weight  # a new array: `features` is never modified
+        h += bias
         if i < last:
             np.maximum(h, 0.0, out=h)
     # sigmoid(x) = exp(-log(1 + exp(-x))), stable for large |x|.

@@ -11,17 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from survival.jsonfile import JsonFileError, parse_json_model, read_json_model
+from survival.study_parts import Frozen, LayerShift, PlanRef, Power, SpeedCurve
+from survival.study_parts import Scaling as Scaling
+from survival.study_parts import Stat as Stat
 from survival.variants import VARIANTS, VariantName
 
-STUDY_FORMAT_VERSION: Final = 2
+STUDY_FORMAT_VERSION: Final = 3
 # Written next to the checkpoints' `current` link.
 STUDY_FILE: Final[str] = "study.json"
 
-Scaling = Literal["raw", "standardized"]
 Verdict = Literal["holds", "does not hold", "not shown"]
+# How a claim is tested (the plan, training/study_plan.py, says which test each claim gets).
+TestName = Literal["corrected paired t", "corrected TOST", "exact McNemar", "not run"]
 Regularization = Literal["none", "dropout 0.2", "weight decay 1e-3"]
 
 
@@ -30,19 +34,7 @@ def arm_name(variant: VariantName, scaling: Scaling) -> str:
     return f"{variant}/{scaling}"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Stat(_Frozen):
-    """A quantity over the resamples: mean, sample std (ddof=1) and the per-resample values in order."""
-
-    mean: float
-    std: float
-    values: list[float]
-
-
-class StudyData(_Frozen):
+class StudyData(Frozen):
     """The labelled file the study used and the (equal for every resample) split sizes."""
 
     file_name: str
@@ -52,7 +44,7 @@ class StudyData(_Frozen):
     n_val: int
 
 
-class StudySettings(_Frozen):
+class StudySettings(Frozen):
     """What was trained: the trainer's settings, the seeds, the scalings and the resampling."""
 
     seeds: list[int] = Field(min_length=2)
@@ -65,13 +57,13 @@ class StudySettings(_Frozen):
     hidden: list[int]
     val_fraction: float
     scalings: list[Scaling] = Field(min_length=1)
-    loss_threshold: float = Field(description="Training loss that counts as 'trained' for epochs-to-threshold.")
+    loss_thresholds: list[float] = Field(description="Training losses at which epochs-to-threshold is read.")
     device: str
     dtype: str
     threads: int
 
 
-class Timings(_Frozen):
+class Timings(Frozen):
     """Wall-clock and process CPU seconds of each part that ran (None when not run)."""
 
     study: float
@@ -81,7 +73,17 @@ class Timings(_Frozen):
     ics: float | None = None
 
 
-class EpochPoint(_Frozen):
+class ReliabilityBin(Frozen):
+    """One bin of predicted survival probability: its bounds, mean prediction, observed rate and row count."""
+
+    low: float
+    high: float
+    mean_predicted: float | None
+    observed: float | None
+    count: int
+
+
+class EpochPoint(Frozen):
     """Validation accuracy and loss after `epoch` epochs (the same runs, read on the way)."""
 
     epoch: int
@@ -89,7 +91,7 @@ class EpochPoint(_Frozen):
     log_loss: Stat
 
 
-class ArmSummary(_Frozen):
+class ArmSummary(Frozen):
     """One arm over the resamples."""
 
     variant: VariantName
@@ -107,18 +109,27 @@ class ArmSummary(_Frozen):
     )
     best_epoch_accuracy: Stat = Field(description="OPTIMISTIC: picked on the validation set; never a result.")
     val_loss_auc: Stat = Field(description="Mean validation loss over all epochs (area under the curve / epochs).")
-    epochs_to_threshold: list[int | None] = Field(
-        description="Per resample, the first epoch whose training loss is below the threshold (None: never)."
+    train_loss_auc: Stat = Field(description="Mean training loss over all epochs (area under the curve / epochs).")
+    epochs_to_threshold: list[list[int | None]] = Field(
+        description="Per loss threshold (settings.loss_thresholds), per resample, the first epoch whose training "
+        "loss is below it (None: never)."
     )
+    ece: Stat = Field(description="Expected calibration error (10 equal-width bins) of the final validation output.")
+    reliability: list[ReliabilityBin] = Field(description="Reliability diagram, pooled over resamples.")
     collapsed: int = Field(description="Runs predicting one class for every validation row (or non-finite).")
     near_collapsed: int = Field(description="Runs predicting one class for >= 95 % (but not all) of the rows.")
     accuracy_without_collapsed: Stat | None = Field(description="Accuracy over the runs that did not collapse.")
     at_epochs: list[EpochPoint]
     curve_mean: list[float] = Field(description="Validation accuracy per epoch, mean over resamples.")
     curve_std: list[float]
+    curve_half95: list[float] = Field(description="Half-width of the corrected 95 % interval of curve_mean.")
+    train_loss_mean: list[float] = Field(description="Training loss per epoch, mean over resamples.")
+    train_loss_half95: list[float]
+    val_loss_mean: list[float] = Field(description="Validation loss per epoch, mean over resamples.")
+    val_loss_half95: list[float]
 
 
-class Comparison(_Frozen):
+class Comparison(Frozen):
     """Arm `a` minus arm `b` on one metric, resample by resample (paired: same split, init and batch order)."""
 
     a: str
@@ -135,14 +146,14 @@ class Comparison(_Frozen):
     behind: int
 
 
-class Baselines(_Frozen):
+class Baselines(Frozen):
     """Models without a network, on the same splits and inputs."""
 
     majority: Stat = Field(description="Always the training split's majority class.")
     logistic: dict[Scaling, Stat] = Field(description="scikit-learn LogisticRegression on the same three inputs.")
 
 
-class SweepCell(_Frozen):
+class SweepCell(Frozen):
     """One optimizer, learning rate and arm of the sweep, over the same resamples."""
 
     optimizer: Literal["adam", "sgd"]
@@ -151,14 +162,14 @@ class SweepCell(_Frozen):
     scaling: Scaling
     accuracy: Stat
     val_loss_auc: Stat | None = Field(description="Over the runs that stayed finite; None when none did.")
-    epochs_to_threshold: list[int | None]
+    collapsed_runs: list[bool] = Field(description="Per resample, whether the run collapsed (or diverged).")
     collapsed: int
     near_collapsed: int
     diverged: int
     runs: int
 
 
-class RegularizationCell(_Frozen):
+class RegularizationCell(Frozen):
     """One regularization setting and arm: final accuracy and the train-validation gap."""
 
     regularization: Regularization
@@ -168,35 +179,29 @@ class RegularizationCell(_Frozen):
     gap_log_loss: Stat
 
 
-class LayerShift(_Frozen):
-    """Santurkar et al. (2018) measures for one arm, per hidden layer, averaged over epochs."""
+class Claim(Frozen):
+    """A claim of the experiment on one input scaling: its test, estimate, interval, p-values and verdict."""
 
-    variant: VariantName
-    scaling: Scaling
-    input_shift: list[Stat] = Field(
-        description="Per hidden layer: mean over epochs and units of (|change in the mean| + |change in the std|) "
-        "/ previous std of the layer's inputs on the training set, from one epoch to the next."
-    )
-    gradient_change: Stat = Field(
-        description="Gradient predictiveness: mean over probes of ||grad(w) - grad(w - lr * grad(w))|| / ||grad(w)||."
-    )
-
-
-class Claim(_Frozen):
-    """A claim of the experiment, the measurement that tests it and what it found, on one input scaling."""
-
+    id: str = Field(description="The plan's id of the claim.")
     claim: str
     scaling: Scaling
     measurement: str
+    test: TestName
+    estimate: float | None = Field(description="Mean paired difference (a minus b), or the collapse-rate difference.")
+    ci95: tuple[float, float] | None = Field(description="Corrected 95 % interval of the estimate (t tests only).")
+    margin: float | None = Field(description="Equivalence margin (TOST only).")
+    p_value: float | None = Field(description="Raw p-value of the test (None: not run).")
+    p_holm: float | None = Field(description="Holm-adjusted over every claim tested in this study.")
     result: str
     verdict: Verdict
 
 
-class StudyReport(_Frozen):
+class StudyReport(Frozen):
     """Everything `python -m training study` found, with what is needed to reproduce it."""
 
-    format_version: Literal[2] = STUDY_FORMAT_VERSION
+    format_version: Literal[3] = STUDY_FORMAT_VERSION
     created_at: str
+    plan: PlanRef
     data: StudyData
     settings: StudySettings
     timings_s: Timings
@@ -207,6 +212,8 @@ class StudyReport(_Frozen):
     sweep: list[SweepCell] | None = None
     regularization: list[RegularizationCell] | None = None
     ics: list[LayerShift] | None = None
+    speed: list[SpeedCurve]
+    power: Power
     claims: list[Claim]
     verdict: str
     versions: dict[str, str] = Field(default_factory=dict)

@@ -1,40 +1,39 @@
-"""Shared fixtures: paths, the CI-aware skip rule, and tiny checkpoints trained once per session."""
+"""Shared fixtures (tiny checkpoints trained once per session, the reference data) and the system marker's rule."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from support.paths import FIXTURE_EPOCHS, KAGGLE_DIR, SHIPPED_CSV_PATH, need
 
 if TYPE_CHECKING:
     from training.data import Dataset
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_DIR.parent / "shared"
-KAGGLE_DIR = SHARED_DIR / "data" / "titanic"
-SHIPPED_CSV_PATH = REPO_DIR / "data" / "titanic.csv"
+# The system marker (pyproject.toml): a test that starts a process, nginx, Docker or a browser. An unmarked test that
+# tries is stopped here, so `pytest -m "not system"` stays the fast in-process loop it claims to be.
+_POPEN_INIT = subprocess.Popen.__init__
 
 
-def need(condition: bool, reason: str) -> None:
-    """Skip the calling test when `condition` is false, but fail under CI=true.
-
-    A user's checkout may lack ../shared, Chromium or Docker; CI must have them all,
-    so a missing prerequisite there is a broken pipeline, not a reason to skip.
-    """
-    if condition:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Unmarked tests may not start processes."""
+    if item.get_closest_marker("system") is not None:
         return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true but a prerequisite is missing: {reason}")
-    pytest.skip(reason)
+
+    def refuse(self: subprocess.Popen[bytes], args: object, *rest: object, **options: object) -> None:
+        raise AssertionError(f"{item.nodeid} starts a process ({args!r}) but has no `system` marker")
+
+    subprocess.Popen.__init__ = refuse  # type: ignore[assignment,method-assign]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Every test's process rule ends with it."""
+    subprocess.Popen.__init__ = _POPEN_INIT  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +52,6 @@ def kaggle_test_path() -> Path:
     return path
 
 
-# Few epochs keep the session fixture fast; the behaviour under test does not depend on convergence.
-FIXTURE_EPOCHS = 4
-
-
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory with a real, freshly trained pair of checkpoints (shared by the session: never modify)."""
@@ -69,46 +64,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = train_run(load_csv(SHIPPED_CSV_PATH), TrainConfig(epochs=FIXTURE_EPOCHS))
     save_run(out, result.run_id, result.checkpoint_payload())
     return out
-
-
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def uvicorn_server(model_dir: Path, log_path: Path, ready_timeout_s: float = 60.0) -> Iterator[str]:
-    """A real `uvicorn service.main:app` (one worker) on a free loopback port; yields its URL once /ready is 200."""
-    port = free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "uvicorn", "service.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO_DIR, env={**os.environ, "MODEL_DIR": str(model_dir)}, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not become ready:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ per-feature computation (same kernel, same running-statistics update) for each m
 models of each model's mean BCE, so every model's gradient is its own (the backward pass is written out with
 the kernels autograd would use); Adam and SGD act elementwise, so one optimizer over the stacked parameters
 takes the same steps as one optimizer per model. Each slot draws its batch order from its own generator, as
-`training.loop.train_variant` does. `tests/test_batched.py` checks the result against the single-run trainer in
+`training.loop.train_variant` does. `tests/training/test_batched.py` checks the result against the single-run trainer in
 float64. Dropout (a study arm only; SurvivalNet has none) drops hidden activations after each ReLU.
 """
 

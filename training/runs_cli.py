@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from survival.checkpoint import CheckpointError, CheckpointMetadata, sha256_file
+from survival.checkpoint import CURRENT_LINK, CheckpointError, CheckpointMetadata, sha256_file
 from survival.runs import LOCK_TIMEOUT_S, list_runs, promote
 from survival.served import load_served_current
 from survival.variants import VARIANTS
@@ -89,10 +89,12 @@ def settings_differ(meta: CheckpointMetadata, args: argparse.Namespace) -> list[
 
 def reuse_reason(args: argparse.Namespace) -> tuple[str | None, str]:
     """For --if-missing: (the current run id if it can be reused, else None) and the one line that says why."""
+    if not (args.out / CURRENT_LINK).is_symlink():
+        return None, f"training: {args.out} holds no run yet; training the first pair now"
     try:
         _, pair = load_served_current(args.out)
     except CheckpointError as exc:
-        return None, f"training: no usable run ({exc})"
+        return None, f"training: no usable run ({exc}); training a new pair now"
     meta = pair["batchnorm"].metadata
     try:
         data_sha = sha256_file(args.data)

@@ -34,14 +34,19 @@ from survival.study import (
     Timings,
     arm_name,
 )
+from survival.study_parts import PlanRef
 from training.data import Dataset
 from training.loop import OptimizerName, TrainConfig, make_optimizer
 from training.metrics import majority_baseline
 from training.run import library_versions
-from training.study_arms import ArmRuns, collapse_counts, epochs_to_threshold, summarise, train_arms
-from training.study_claims import claims, comparisons, verdict
+from training.study_arms import ArmRuns, collapse_counts, summarise, train_arms
+from training.study_claims import adjust, comparisons, measure
 from training.study_data import Slot, labels, logistic_accuracy, make_slots
+from training.study_plan import ALPHA, EQUIVALENCE_MARGIN, LOSS_THRESHOLDS, PLAN_VERSION, PRIMARY, plan_sha256
+from training.study_plan import POWER as PLANNED_POWER
+from training.study_speed import speed_curves
 from training.study_stats import stat
+from training.study_summary import power, primary_scaling, verdict
 
 # Each optimizer's smallest rate is its reference for "higher learning rates".
 SWEEP_GRID: Final[tuple[tuple[OptimizerName, tuple[float, ...]], ...]] = (
@@ -53,7 +58,6 @@ REGULARIZATION: Final[dict[Regularization, tuple[float, float]]] = {
     "weight decay 1e-3": (0.0, 1e-3),
 }
 LONG_EPOCHS: Final[int] = 1000
-DEFAULT_LOSS_THRESHOLD: Final[float] = 0.6
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,11 @@ class StudyOptions:
     regularization: bool = False
     long: bool = False
     ics: bool = False
-    loss_threshold: float = DEFAULT_LOSS_THRESHOLD
+    loss_thresholds: Sequence[float] = LOSS_THRESHOLDS
     progress: bool = False
 
 
-def _sweep_cell(runs: ArmRuns, optimizer: OptimizerName, lr: float, epochs: int, threshold: float) -> SweepCell:
+def _sweep_cell(runs: ArmRuns, optimizer: OptimizerName, lr: float, epochs: int) -> SweepCell:
     collapsed, near, diverged = collapse_counts(runs)
     val_loss = runs.curves[:, 2, :epochs]
     return SweepCell(
@@ -82,7 +86,7 @@ def _sweep_cell(runs: ArmRuns, optimizer: OptimizerName, lr: float, epochs: int,
         accuracy=stat(runs.curves[:, 3, epochs - 1].tolist()),
         # A diverged run's loss is not a number: the area is over the runs that stayed finite (None if none did).
         val_loss_auc=stat(finite) if (finite := [float(v) for v in val_loss.mean(axis=1) if np.isfinite(v)]) else None,
-        epochs_to_threshold=epochs_to_threshold(runs.curves, threshold, epochs),
+        collapsed_runs=collapsed,
         collapsed=sum(collapsed),
         near_collapsed=sum(near),
         diverged=sum(diverged),
@@ -100,15 +104,18 @@ def run_study(dataset: Dataset, config: TrainConfig, options: StudyOptions) -> S
     slots = make_slots(dataset, options.seeds, options.folds, options.scalings, config)
     long_config = replace(config, epochs=max(epochs, LONG_EPOCHS)) if options.long else config
     runs = train_arms(dataset, slots, long_config, main_epoch=epochs, label="study", progress=options.progress)
-    arms = {k: summarise(r, epochs=epochs, loss_threshold=options.loss_threshold) for k, r in runs.items()}
     first = slots[0].split
     # Nadeau-Bengio's n_test / n_train (k-fold: 1 / (k - 1)).
     ratio = first.x_val.shape[0] / first.x_train.shape[0]
+    arms = {k: summarise(r, epochs=epochs, loss_thresholds=options.loss_thresholds, ratio=ratio)
+            for k, r in runs.items()}  # fmt: skip
     comps = comparisons(arms, options.scalings, ratio)
     baselines = _baselines(dataset, slots, options.scalings)
     timings = {"study": time.perf_counter() - start, "study_cpu": time.process_time() - start_cpu}
     sweep = _sweep(dataset, slots, config, options, timings) if options.sweep else None
-    regularization = _regularization(dataset, slots, config, options, runs, timings) if options.regularization else None
+    regularization = (
+        _regularization(dataset, slots, config, options, runs, ratio, timings) if options.regularization else None
+    )
     ics = None
     if options.ics:
         from training.study_ics import measure_shift
@@ -116,12 +123,22 @@ def run_study(dataset: Dataset, config: TrainConfig, options: StudyOptions) -> S
         t0 = time.perf_counter()
         ics = measure_shift(dataset, slots, config)
         timings["ics"] = time.perf_counter() - t0
-    claim_rows = claims(
-        arms, comps, options.scalings, main_epoch=epochs, ratio=ratio, sweep=sweep, regularization=regularization,
-        ics=ics,
-    )  # fmt: skip
+    measured = measure(arms, options.scalings, main_epoch=epochs, ratio=ratio, sweep=sweep,
+                       regularization=regularization, ics=ics)  # fmt: skip
+    claim_rows = adjust(measured)
+    study_power = power(arms, options.scalings, options.folds, ratio)
+    primary_id = f"{PRIMARY.split('/')[0]}/{primary_scaling(options.scalings)}"
     return StudyReport(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        plan=PlanRef(
+            version=PLAN_VERSION,
+            sha256=plan_sha256(),
+            alpha=ALPHA,
+            power=PLANNED_POWER,
+            equivalence_margin=EQUIVALENCE_MARGIN,
+            primary=primary_id,
+            family_size=sum(c.p_value is not None for c in claim_rows),
+        ),
         data=StudyData(
             file_name=dataset.file_name,
             sha256=dataset.sha256,
@@ -140,7 +157,7 @@ def run_study(dataset: Dataset, config: TrainConfig, options: StudyOptions) -> S
             hidden=list(config.hidden),
             val_fraction=config.val_fraction,
             scalings=list(options.scalings),
-            loss_threshold=options.loss_threshold,
+            loss_thresholds=list(options.loss_thresholds),
             device=config.device,
             dtype=str(config.dtype).removeprefix("torch."),
             threads=torch.get_num_threads(),
@@ -153,8 +170,10 @@ def run_study(dataset: Dataset, config: TrainConfig, options: StudyOptions) -> S
         sweep=sweep,
         regularization=regularization,
         ics=ics,
+        speed=speed_curves(arms, options.scalings, options.loss_thresholds, epochs),
+        power=study_power,
         claims=claim_rows,
-        verdict=verdict(arms, claim_rows, baselines.majority.mean),
+        verdict=verdict(arms, claim_rows, baselines.majority.mean, study_power, primary_id),
         versions=library_versions(),
     )
 
@@ -176,7 +195,7 @@ def _sweep(
             cell_config = replace(config, optimizer=optimizer, learning_rate=lr)
             runs = train_arms(dataset, slots, cell_config, main_epoch=config.epochs, label=f"{optimizer} {lr:g}",
                               progress=options.progress)  # fmt: skip
-            cells += [_sweep_cell(r, optimizer, lr, config.epochs, options.loss_threshold) for r in runs.values()]
+            cells += [_sweep_cell(r, optimizer, lr, config.epochs) for r in runs.values()]
     timings["sweep"] = time.perf_counter() - start
     return cells
 
@@ -187,6 +206,7 @@ def _regularization(
     config: TrainConfig,
     options: StudyOptions,
     plain_runs: dict[str, ArmRuns],
+    ratio: float,
     timings: dict[str, float],
 ) -> list[RegularizationCell]:
     start = time.perf_counter()
@@ -199,7 +219,7 @@ def _regularization(
         for scaling in options.scalings:
             for variant in VARIANTS:
                 summary = summarise(runs[arm_name(variant, scaling)], epochs=config.epochs,
-                                    loss_threshold=options.loss_threshold)  # fmt: skip
+                                    loss_thresholds=options.loss_thresholds, ratio=ratio)  # fmt: skip
                 cells.append(
                     RegularizationCell(
                         regularization=name,

@@ -10,22 +10,25 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import torch
+from scipy import stats as sps
 from tqdm import tqdm
 
 from survival.model import VARIANTS, VariantName
-from survival.study import ArmSummary, EpochPoint, Scaling, arm_name
+from survival.study import ArmSummary, EpochPoint, ReliabilityBin, Scaling, arm_name
 from training.batched import Probe, train_batched
 from training.data import Dataset, IntArray
 from training.loop import TrainConfig
 from training.metrics import validation_metrics
 from training.study_data import Slot, labels, stacks
-from training.study_stats import stat
+from training.study_stats import corrected_se, stat
 
 # A run "nearly collapsed" when at least this share of the validation rows get the same predicted class.
 NEAR_COLLAPSE_SHARE: Final[float] = 0.95
 # Where the length-of-training table reads the curves (those not beyond the run).
 LENGTH_EPOCHS: Final[tuple[int, ...]] = (25, 50, 100, 200, 500, 1000)
 WINDOW: Final[int] = 50
+# Equal-width bins of the predicted survival probability for the calibration error and the reliability diagram.
+CALIBRATION_BINS: Final[int] = 10
 
 Float2D = npt.NDArray[np.float64]
 
@@ -116,20 +119,63 @@ def epochs_to_threshold(curves: npt.NDArray[np.float64], threshold: float, epoch
     return out
 
 
-def summarise(runs: ArmRuns, *, epochs: int, loss_threshold: float) -> ArmSummary:
-    """One arm's statistics at epoch `epochs` (final-epoch) and along its curves."""
+def calibration(
+    probabilities: Sequence[npt.NDArray[np.float64]], labels_: Sequence[IntArray]
+) -> tuple[list[float], list[ReliabilityBin]]:
+    """Per run, the expected calibration error (bin-weighted |observed rate - mean prediction|); and the
+    reliability diagram of all runs pooled."""
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+
+    def bins(p: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        # Bin i holds [edge i, edge i+1); a prediction of exactly 1 goes in the last bin.
+        return np.clip(np.searchsorted(edges, p, side="right") - 1, 0, CALIBRATION_BINS - 1)
+
+    eces = []
+    for p, y in zip(probabilities, labels_, strict=True):
+        b = bins(p)
+        gaps = [abs(float(y[b == i].mean()) - float(p[b == i].mean())) * int((b == i).sum())
+                for i in range(CALIBRATION_BINS) if (b == i).any()]  # fmt: skip
+        eces.append(sum(gaps) / len(p))
+    p_all, y_all = np.concatenate(list(probabilities)), np.concatenate(list(labels_))
+    b_all = bins(p_all)
+    diagram = [
+        ReliabilityBin(
+            low=float(edges[i]),
+            high=float(edges[i + 1]),
+            mean_predicted=float(p_all[b_all == i].mean()) if (b_all == i).any() else None,
+            observed=float(y_all[b_all == i].mean()) if (b_all == i).any() else None,
+            count=int((b_all == i).sum()),
+        )
+        for i in range(CALIBRATION_BINS)
+    ]
+    return eces, diagram
+
+
+def _half95(values: npt.NDArray[np.float64], ratio: float) -> list[float]:
+    """Per epoch, the half-width of the corrected 95 % interval of the mean over runs (rows of `values`)."""
+    if values.shape[0] < 2:
+        return [0.0] * values.shape[1]
+    t = float(sps.t.ppf(0.975, values.shape[0] - 1))
+    return [t * corrected_se(column.tolist(), ratio) for column in values.T]
+
+
+def summarise(runs: ArmRuns, *, epochs: int, loss_thresholds: Sequence[float], ratio: float) -> ArmSummary:
+    """One arm's statistics at epoch `epochs` (final-epoch) and along its curves; `ratio` (n_val / n_train)
+    corrects the curves' 95 % bands as it corrects the comparisons."""
     curves = runs.curves[:, :, :epochs]
-    metrics = []
+    metrics, probabilities = [], []
     for logits, y in zip(runs.logits, runs.val_labels, strict=True):
         if not bool(np.isfinite(logits).all()):
             raise ValueError(f"{runs.variant} on {runs.scaling} inputs diverged at the default settings")
-        metrics.append(validation_metrics(y, 1 / (1 + np.exp(-logits))))
+        probabilities.append(1 / (1 + np.exp(-logits)))
+        metrics.append(validation_metrics(y, probabilities[-1]))
+    eces, diagram = calibration(probabilities, runs.val_labels)
     accuracy = [m.accuracy for m in metrics]
     aucs = [m.roc_auc for m in metrics]
     if any(a is None for a in aucs):
         raise ValueError("a validation split holds a single class, so ROC AUC is undefined")
     window = min(WINDOW, epochs)
-    val_acc, val_loss = curves[:, 3, :], curves[:, 2, :]
+    val_acc, val_loss, train_loss_curve = curves[:, 3, :], curves[:, 2, :], curves[:, 0, :]
     train_acc, train_loss = curves[:, 1, -1], curves[:, 0, -1]
     best = val_acc.max(axis=1)
     collapsed, near, _ = collapse_counts(runs)
@@ -159,11 +205,19 @@ def summarise(runs: ArmRuns, *, epochs: int, loss_threshold: float) -> ArmSummar
         peak_to_final=stat((best - val_acc[:, -1]).tolist()),
         best_epoch_accuracy=stat(best.tolist()),
         val_loss_auc=stat(val_loss.mean(axis=1).tolist()),
-        epochs_to_threshold=epochs_to_threshold(curves, loss_threshold, epochs),
+        train_loss_auc=stat(train_loss_curve.mean(axis=1).tolist()),
+        epochs_to_threshold=[epochs_to_threshold(curves, t, epochs) for t in loss_thresholds],
+        ece=stat(eces),
+        reliability=diagram,
         collapsed=sum(collapsed),
         near_collapsed=sum(near),
         accuracy_without_collapsed=stat(kept) if kept else None,
         at_epochs=points,
         curve_mean=val_acc.mean(axis=0).tolist(),
         curve_std=(val_acc.std(axis=0, ddof=1) if len(val_acc) > 1 else np.zeros(epochs)).tolist(),
+        curve_half95=_half95(val_acc, ratio),
+        train_loss_mean=train_loss_curve.mean(axis=0).tolist(),
+        train_loss_half95=_half95(train_loss_curve, ratio),
+        val_loss_mean=val_loss.mean(axis=0).tolist(),
+        val_loss_half95=_half95(val_loss, ratio),
     )

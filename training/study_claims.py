@@ -1,28 +1,33 @@
-"""The experiment's claims, each tested by a measurement of the study, with a verdict generated from the numbers.
+"""The experiment's claims, each measured by the study and tested as the plan (`training.study_plan`) declares.
 
-A verdict reads the Nadeau-Bengio corrected 95 % interval: "holds" when it excludes zero in the claimed direction,
-"does not hold" when it excludes zero the other way, "not shown" when it includes zero or the part that tests it
-was not run. Absence of evidence is never reported as evidence.
+Every claim gets its test's raw p-value and the Holm-adjusted one over the whole table; the verdict follows the
+plan's rules from those numbers alone. A part that was not run leaves its claims "not shown" (and out of Holm's
+family). Absence of evidence is never reported as evidence: a claim of no effect needs an equivalence test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Final
+
+import numpy as np
 
 from survival.study import (
     ArmSummary,
     Claim,
     Comparison,
-    LayerShift,
     RegularizationCell,
     Scaling,
     Stat,
     SweepCell,
+    TestName,
     Verdict,
     arm_name,
 )
-from training.study_stats import Finding, compare, finding
+from survival.study_parts import LayerShift
+from training.study_plan import ALPHA, CLAIMS, EQUIVALENCE_MARGIN, PlannedClaim
+from training.study_stats import compare, corrected_t_test, exact_mcnemar, holm, t_interval, tost
 
 # The experiment's single run (batch-norm-blog.md), quoted next to the study.
 ORIGINAL_ACCURACY: Final[dict[str, float]] = {"plain": 0.69, "batchnorm": 0.71}
@@ -31,15 +36,36 @@ ARM_METRICS: Final[tuple[tuple[str, bool, bool], ...]] = (
     ("accuracy", True, True),
     ("log_loss", False, False),
     ("roc_auc", True, False),
+    ("ece", False, True),
     ("acc_std_last", False, True),
     ("loss_std_last", False, False),
     ("peak_to_final", False, True),
     ("val_loss_auc", False, False),
+    ("train_loss_auc", False, False),
     ("gap_accuracy", False, True),
     ("gap_log_loss", False, False),
 )
 POINTS: Final[frozenset[str]] = frozenset(m for m, _, pts in ARM_METRICS if pts)
-VERDICT_OF: Final[dict[Finding, Verdict]] = {"better": "holds", "worse": "does not hold", "unclear": "not shown"}
+# The plan's metric behind each default-part difference claim.
+ARM_CLAIM_METRIC: Final[dict[str, str]] = {
+    "accuracy": "accuracy",
+    "steadier_accuracy": "acc_std_last",
+    "steadier_loss": "loss_std_last",
+    "peak_fall": "peak_to_final",
+    "trains_faster": "train_loss_auc",
+    "regularizes": "gap_log_loss",
+}
+# Claims measured in accuracy points (the rest in the metric's own unit).
+POINT_CLAIMS: Final[frozenset[str]] = frozenset(
+    {"accuracy", "steadier_accuracy", "peak_fall", "more_than_scaling", "same_as_scaling", "adds_nothing",
+     "higher_lr", "fewer_collapses", "no_regularizer_needed", "longer_helps_bn"}
+)  # fmt: skip
+ICS_LAYER: Final[dict[str, str]] = {
+    "ics_hidden2": "hidden layer 2",
+    "ics_output": "output layer",
+    "drift_hidden2": "hidden layer 2",
+    "drift_output": "output layer",
+}
 
 
 def _values(arm: ArmSummary, metric: str) -> list[float]:
@@ -53,17 +79,8 @@ def comparisons(arms: dict[str, ArmSummary], scalings: Sequence[Scaling], ratio:
     out = []
 
     def add(a: str, b: str, metric: str, higher: bool) -> None:
-        out.append(
-            compare(
-                a,
-                b,
-                metric,
-                _values(arms[a], metric),
-                _values(arms[b], metric),
-                higher_is_better=higher,
-                test_train_ratio=ratio,
-            )
-        )
+        out.append(compare(a, b, metric, _values(arms[a], metric), _values(arms[b], metric),
+                           higher_is_better=higher, test_train_ratio=ratio))  # fmt: skip
 
     for scaling in scalings:
         for metric, higher, _ in ARM_METRICS:
@@ -77,13 +94,8 @@ def comparisons(arms: dict[str, ArmSummary], scalings: Sequence[Scaling], ratio:
     return out
 
 
-def find(comps: Sequence[Comparison], a: str, b: str, metric: str) -> Comparison:
-    """The comparison of `a` minus `b` on `metric`."""
-    return next(c for c in comps if (c.a, c.b, c.metric) == (a, b, metric))
-
-
 def describe(c: Comparison) -> str:
-    """'+2.6 points, 95 % CI [-0.6, +5.8] (corrected); uncorrected [+0.9, +4.3]; ahead on 9 of 10'."""
+    """'+2.6 points, corrected 95 % CI [-0.6, +5.8] (uncorrected [+0.9, +4.3]); better on 9 of 10'."""
     scale, unit, fmt = (100.0, " points", "+.1f") if c.metric in POINTS else (1.0, "", "+.3f")
 
     def ci(pair: tuple[float, float]) -> str:
@@ -96,116 +108,114 @@ def describe(c: Comparison) -> str:
     )
 
 
-def _claim(text: str, scaling: Scaling, measurement: str, c: Comparison) -> Claim:
-    return Claim(
-        claim=text, scaling=scaling, measurement=measurement, result=describe(c), verdict=VERDICT_OF[finding(c)]
-    )
+@dataclass(frozen=True)
+class Measured:
+    """A claim measured but not yet adjusted: the raw test result and the text describing it."""
+
+    plan: PlannedClaim
+    scaling: Scaling
+    test: TestName
+    estimate: float | None
+    ci95: tuple[float, float] | None
+    p_value: float | None
+    text: str
 
 
-def _not_run(text: str, scaling: Scaling, measurement: str, flag: str) -> Claim:
-    return Claim(claim=text, scaling=scaling, measurement=measurement, result=f"not run ({flag})", verdict="not shown")
+def _fmt(plan: PlannedClaim, value: float) -> str:
+    return f"{100 * value:+.1f}" if plan.id in POINT_CLAIMS else f"{value:+.3g}"
 
 
-# (claim, measurement, BN-minus-plain metric) for the claims the default study tests on each scaling.
-ARM_CLAIMS: Final[tuple[tuple[str, str, str], ...]] = (
-    ("BN gives a higher final validation accuracy", "final-epoch accuracy, BN minus plain", "accuracy"),
-    ("BN gives a steadier validation curve", "std of validation accuracy over the last epochs", "acc_std_last"),
-    ("BN gives a steadier validation loss", "std of validation loss over the last epochs", "loss_std_last"),
-    ("BN falls back less from its peak", "best-epoch minus final accuracy (optimistic peak)", "peak_to_final"),
-    ("BN trains faster", "area under the validation-loss curve (mean loss over epochs)", "val_loss_auc"),
-    ("BN regularizes (a smaller generalization gap)", "validation minus training log-loss", "gap_log_loss"),
-)
+def _difference(plan: PlannedClaim, scaling: Scaling, diffs: Sequence[float], ratio: float) -> Measured:
+    arr = np.asarray(diffs, dtype=np.float64)
+    low, high = t_interval(arr.tolist(), ratio)
+    better = int((arr > 0).sum() if plan.higher_is_better else (arr < 0).sum())
+    unit = " points" if plan.id in POINT_CLAIMS else ""
+    text = (f"{_fmt(plan, float(arr.mean()))}{unit}, corrected 95 % CI [{_fmt(plan, low)}, {_fmt(plan, high)}]; "
+            f"better on {better} of {arr.size}")  # fmt: skip
+    return Measured(plan, scaling, "corrected paired t", float(arr.mean()), (low, high),
+                    corrected_t_test(arr.tolist(), ratio), text)  # fmt: skip
 
 
-def sweep_claim(cells: Sequence[SweepCell], scaling: Scaling, ratio: float) -> Claim:
-    """BN tolerates higher learning rates: accuracy at each optimizer's higher rates, and collapses there."""
-    text, measurement = (
-        "BN allows higher learning rates",
-        "final accuracy and collapses above each optimizer's lowest rate",
-    )
-    mine = [c for c in cells if c.scaling == scaling]
-    by = {(c.optimizer, c.learning_rate, c.variant): c for c in mine}
-    better: list[str] = []
-    worse: list[str] = []
-    collapsed, runs = {"batchnorm": 0, "plain": 0}, 0
-    for optimizer in sorted({c.optimizer for c in mine}):
-        for lr in sorted({c.learning_rate for c in mine if c.optimizer == optimizer})[1:]:
-            bn, plain = by[(optimizer, lr, "batchnorm")], by[(optimizer, lr, "plain")]
-            c = compare("bn", "plain", "accuracy", bn.accuracy.values, plain.accuracy.values, higher_is_better=True,
-                        test_train_ratio=ratio)  # fmt: skip
-            found = finding(c)
-            if found != "unclear":
-                (better if found == "better" else worse).append(f"{optimizer} {lr:g}")
-            collapsed["batchnorm"] += bn.collapsed
-            collapsed["plain"] += plain.collapsed
-            runs += plain.runs
-    verdict: Verdict = "holds" if better and not worse else "does not hold" if worse and not better else "not shown"
-    result = (
-        f"BN significantly more accurate at {', '.join(better) or 'none'}, less at {', '.join(worse) or 'none'}; "
-        f"collapsed runs {collapsed['batchnorm']} of {runs} with BN, {collapsed['plain']} of {runs} without"
-    )
-    return Claim(claim=text, scaling=scaling, measurement=measurement, result=result, verdict=verdict)
+def _equivalence(plan: PlannedClaim, scaling: Scaling, named: dict[str, Sequence[float]], ratio: float) -> Measured:
+    """Equivalence of every named difference (intersection-union: the largest TOST p decides)."""
+    tests = {name: (tost(d, ratio, EQUIVALENCE_MARGIN), d) for name, d in named.items()}
+    binding = max(tests, key=lambda k: tests[k][0])
+    parts = []
+    for name, (p, d) in tests.items():
+        low, high = t_interval(list(d), ratio)
+        prefix = f"{name}: " if len(tests) > 1 else ""
+        parts.append(f"{prefix}{100 * float(np.mean(d)):+.1f} points, corrected 95 % CI [{100 * low:+.1f}, "
+                     f"{100 * high:+.1f}], TOST p = {p:.3g}")  # fmt: skip
+    p, d = tests[binding]
+    text = "; ".join(parts) + f"; margin +-{100 * EQUIVALENCE_MARGIN:.0f} points"
+    return Measured(plan, scaling, "corrected TOST", float(np.mean(d)), t_interval(list(d), ratio), p, text)
 
 
-def regularization_claim(cells: Sequence[RegularizationCell], scaling: Scaling, ratio: float) -> Claim:
-    """With BN, dropout and weight decay are not needed: neither improves BN's final accuracy."""
-    text = "With BN, dropout and weight decay are not needed"
-    measurement = "BN's final accuracy with dropout 0.2 / weight decay 1e-3 minus without"
-    by = {(c.regularization, c.variant): c for c in cells if c.scaling == scaling}
-    none = by[("none", "batchnorm")].accuracy.values
-    parts, gains = [], []
-    for reg in ("dropout 0.2", "weight decay 1e-3"):
-        c = compare(reg, "none", "accuracy", by[(reg, "batchnorm")].accuracy.values, none, higher_is_better=True,
-                    test_train_ratio=ratio)  # fmt: skip
-        parts.append(f"{reg}: {describe(c)}")
-        gains.append(finding(c) == "better")
-    verdict: Verdict = "does not hold" if any(gains) else "holds"
-    result = "; ".join(parts) + (" (holds: neither helped significantly)" if verdict == "holds" else "")
-    return Claim(claim=text, scaling=scaling, measurement=measurement, result=result, verdict=verdict)
+def _not_run(plan: PlannedClaim, scaling: Scaling, why: str) -> Measured:
+    return Measured(plan, scaling, "not run", None, None, None, f"not run ({why})")
 
 
-def length_claim(arms: dict[str, ArmSummary], scaling: Scaling, main_epoch: int, ratio: float) -> Claim:
-    """More epochs help BN more: BN's accuracy gain from the main epoch to the longest, minus plain's."""
-    text = "More epochs would help BN more"
+def _high_rate_cells(cells: Sequence[SweepCell], scaling: Scaling) -> list[tuple[SweepCell, SweepCell]]:
+    """(BN, plain) cells above each optimizer's lowest learning rate."""
+    by = {(c.optimizer, c.learning_rate, c.variant): c for c in cells if c.scaling == scaling}
+    pairs = []
+    for optimizer in sorted({o for o, _, _ in by}):
+        for lr in sorted({r for o, r, _ in by if o == optimizer})[1:]:
+            pairs.append((by[(optimizer, lr, "batchnorm")], by[(optimizer, lr, "plain")]))
+    return pairs
+
+
+def _sweep(plan: PlannedClaim, scaling: Scaling, cells: Sequence[SweepCell], ratio: float) -> Measured:
+    pairs = _high_rate_cells(cells, scaling)
+    if plan.kind == "difference":
+        per_cell = np.array([np.subtract(bn.accuracy.values, pl.accuracy.values) for bn, pl in pairs])
+        measured = _difference(plan, scaling, per_cell.mean(axis=0).tolist(), ratio)
+        names = ", ".join(f"{bn.optimizer} {bn.learning_rate:g}" for bn, _ in pairs)
+        return replace(measured, text=f"{measured.text} (cells {names})")
+    bn_runs = [x for bn, _ in pairs for x in bn.collapsed_runs]
+    plain_runs = [x for _, pl in pairs for x in pl.collapsed_runs]
+    only_bn, only_plain, p = exact_mcnemar(bn_runs, plain_runs)
+    n = len(bn_runs)
+    estimate = (sum(bn_runs) - sum(plain_runs)) / n
+    text = (f"collapsed {sum(bn_runs)} of {n} runs with BN, {sum(plain_runs)} of {n} without; only BN {only_bn}, "
+            f"only plain {only_plain}; exact McNemar p = {p:.3g}")  # fmt: skip
+    return Measured(plan, scaling, "exact McNemar", estimate, None, p, text)
+
+
+def _long(plan: PlannedClaim, scaling: Scaling, arms: dict[str, ArmSummary], main: int, ratio: float) -> Measured:
     bn, plain = arms[arm_name("batchnorm", scaling)], arms[arm_name("plain", scaling)]
     last = max(p.epoch for p in bn.at_epochs)
-    measurement = f"accuracy gain from epoch {main_epoch} to {last}, BN minus plain"
-    if last <= main_epoch:
-        return _not_run(text, scaling, measurement, "--long trains to 1000 epochs")
+    if last <= main:
+        return _not_run(plan, scaling, "--long trains to 1000 epochs")
 
-    def gain(arm: ArmSummary) -> list[float]:
+    def gain(arm: ArmSummary) -> np.ndarray:
         at = {p.epoch: p.accuracy.values for p in arm.at_epochs}
-        start = at.get(main_epoch, arm.accuracy.values)
-        return [b - a for a, b in zip(start, at[last], strict=True)]
+        return np.subtract(at[last], at.get(main, arm.accuracy.values))
 
-    c = compare("bn", "plain", "accuracy", gain(bn), gain(plain), higher_is_better=True, test_train_ratio=ratio)
-    return _claim(text, scaling, measurement, c)
+    g_bn, g_plain = gain(bn), gain(plain)
+    measured = _difference(plan, scaling, (g_bn - g_plain).tolist(), ratio)
+    text = (f"{measured.text} (BN {100 * g_bn.mean():+.1f}, plain {100 * g_plain.mean():+.1f} points from epoch "
+            f"{main} to {last})")  # fmt: skip
+    return replace(measured, text=text)
 
 
-def ics_claim(shifts: Sequence[LayerShift], scaling: Scaling, ratio: float) -> list[Claim]:
-    """Santurkar et al.'s two measures, BN minus plain: input-distribution shift and gradient change."""
+def _ics(plan: PlannedClaim, scaling: Scaling, shifts: Sequence[LayerShift], ratio: float) -> Measured:
     by = {s.variant: s for s in shifts if s.scaling == scaling}
-    bn, plain = by["batchnorm"], by["plain"]
+    layer = ICS_LAYER[plan.id]
 
-    def mean_shift(s: LayerShift) -> list[float]:
-        per_layer = [layer.values for layer in s.input_shift]
-        return [sum(v) / len(v) for v in zip(*per_layer, strict=True)]
+    def values(shift: LayerShift) -> list[float] | None:
+        if plan.id.startswith("ics_"):
+            return next((x.l2.values for x in shift.ics if x.layer == layer), None)
+        return next((x.drift.values for x in shift.input_drift if x.layer == layer), None)
 
-    shift = compare("bn", "plain", "input_shift", mean_shift(bn), mean_shift(plain), higher_is_better=False,
-                    test_train_ratio=ratio)  # fmt: skip
-    grads = compare("bn", "plain", "gradient", bn.gradient_change.values, plain.gradient_change.values,
-                    higher_is_better=False, test_train_ratio=ratio)  # fmt: skip
-    return [
-        _claim("BN reduces internal covariate shift", scaling, "per-epoch shift of hidden layers' inputs", shift),
-        _claim(
-            "BN makes gradients more predictive", scaling, "relative gradient change along the gradient step", grads
-        ),
-    ]
+    bn, plain = values(by["batchnorm"]), values(by["plain"])
+    if bn is None or plain is None:
+        return _not_run(plan, scaling, f"the network has no {layer}")
+    return _difference(plan, scaling, np.subtract(bn, plain).tolist(), ratio)
 
 
-def claims(
+def measure(
     arms: dict[str, ArmSummary],
-    comps: Sequence[Comparison],
     scalings: Sequence[Scaling],
     *,
     main_epoch: int,
@@ -213,60 +223,80 @@ def claims(
     sweep: Sequence[SweepCell] | None,
     regularization: Sequence[RegularizationCell] | None,
     ics: Sequence[LayerShift] | None,
-) -> list[Claim]:
-    """The claims table: every claim on every scaling that ran (the scaling control on raw inputs only)."""
-    out: list[Claim] = []
+) -> list[Measured]:
+    """Every planned claim on every planned scaling that ran, measured and tested (not yet adjusted)."""
+    out: list[Measured] = []
     for scaling in scalings:
-        bn, plain = arm_name("batchnorm", scaling), arm_name("plain", scaling)
-        for text, measurement, metric in ARM_CLAIMS:
-            out.append(_claim(text, scaling, measurement, find(comps, bn, plain, metric)))
-        if scaling == "raw" and "standardized" in scalings:
-            out.append(
-                _claim(
-                    "BN's gain on raw inputs is more than scaling the inputs gives",
-                    scaling,
-                    "final accuracy, BN on raw inputs minus plain on standardized inputs",
-                    find(comps, "batchnorm/raw", "plain/standardized", "accuracy"),
-                )
-            )
-        text = "BN allows higher learning rates"
-        out.append(sweep_claim(sweep, scaling, ratio) if sweep else _not_run(text, scaling, "the sweep", "--sweep"))
-        text = "With BN, dropout and weight decay are not needed"
-        out.append(
-            regularization_claim(regularization, scaling, ratio)
-            if regularization
-            else _not_run(text, scaling, "the regularization arm", "--regularization")
-        )
-        out.append(length_claim(arms, scaling, main_epoch, ratio))
-        if ics:
-            out += ics_claim(ics, scaling, ratio)
-        else:
-            out.append(_not_run("BN reduces internal covariate shift", scaling, "layer-input shift", "--ics"))
+        bn, plain = arms[arm_name("batchnorm", scaling)], arms[arm_name("plain", scaling)]
+        for plan in CLAIMS:
+            if scaling not in plan.scalings:
+                continue
+            if plan.id in ARM_CLAIM_METRIC:
+                metric = ARM_CLAIM_METRIC[plan.id]
+                out.append(_difference(plan, scaling, np.subtract(_values(bn, metric), _values(plain, metric)).tolist(),
+                                       ratio))  # fmt: skip
+            elif plan.id in ("more_than_scaling", "same_as_scaling"):
+                if "plain/standardized" not in arms:
+                    out.append(_not_run(plan, scaling, "needs both scalings"))
+                    continue
+                d = np.subtract(bn.accuracy.values, arms["plain/standardized"].accuracy.values).tolist()
+                kind = _difference(plan, scaling, d, ratio) if plan.kind == "difference" else None
+                out.append(kind or _equivalence(plan, scaling, {"": d}, ratio))
+            elif plan.id == "adds_nothing":
+                d = np.subtract(bn.accuracy.values, plain.accuracy.values).tolist()
+                out.append(_equivalence(plan, scaling, {"": d}, ratio))
+            elif plan.part == "sweep":
+                out.append(_sweep(plan, scaling, sweep, ratio) if sweep else _not_run(plan, scaling, "--sweep"))
+            elif plan.part == "regularization":
+                out.append(_regularization(plan, scaling, regularization, ratio) if regularization
+                           else _not_run(plan, scaling, "--regularization"))  # fmt: skip
+            elif plan.part == "long":
+                out.append(_long(plan, scaling, arms, main_epoch, ratio))
+            elif plan.part == "ics":
+                out.append(_ics(plan, scaling, ics, ratio) if ics else _not_run(plan, scaling, "--ics"))
     return out
 
 
-def verdict(arms: dict[str, ArmSummary], claim_rows: Sequence[Claim], baseline_majority: float) -> str:
-    """A plain-language paragraph: the headline numbers and which claims held, did not, or were not shown."""
-    raw_bn, raw_plain = arms.get("batchnorm/raw"), arms.get("plain/raw")
-    parts = []
-    if raw_bn is not None and raw_plain is not None:
-        n = len(raw_bn.accuracy.values)
-        parts.append(
-            f"On raw inputs over {n} resamples, final validation accuracy was {100 * raw_plain.accuracy.mean:.1f} % "
-            f"± {100 * raw_plain.accuracy.std:.1f} without BN and {100 * raw_bn.accuracy.mean:.1f} % ± "
-            f"{100 * raw_bn.accuracy.std:.1f} with BN (the original single run: {100 * ORIGINAL_ACCURACY['plain']:.0f} "
-            f"% and {100 * ORIGINAL_ACCURACY['batchnorm']:.0f} %; always the majority class: "
-            f"{100 * baseline_majority:.1f} %)."
+def _regularization(
+    plan: PlannedClaim, scaling: Scaling, cells: Sequence[RegularizationCell], ratio: float
+) -> Measured:
+    by = {(c.regularization, c.variant): c for c in cells if c.scaling == scaling}
+    none = by[("none", "batchnorm")].accuracy.values
+    named = {reg: np.subtract(by[(reg, "batchnorm")].accuracy.values, none).tolist()
+             for reg in ("dropout 0.2", "weight decay 1e-3")}  # fmt: skip
+    return _equivalence(plan, scaling, named, ratio)
+
+
+def _verdict(m: Measured, p_holm: float | None) -> Verdict:
+    if p_holm is None or m.estimate is None or p_holm >= ALPHA:
+        return "not shown"
+    if m.plan.kind == "equivalence":
+        return "holds"
+    return "holds" if (m.estimate > 0) == m.plan.higher_is_better else "does not hold"
+
+
+def adjust(measured: Sequence[Measured]) -> list[Claim]:
+    """Holm over every claim that was tested, then each verdict by the plan's rules."""
+    tested = [i for i, m in enumerate(measured) if m.p_value is not None]
+    adjusted = dict(zip(tested, holm([measured[i].p_value or 0.0 for i in tested]), strict=True))
+    out = []
+    for i, m in enumerate(measured):
+        p_holm = adjusted.get(i)
+        tail = "" if m.p_value is None else f"; p = {m.p_value:.3g}, Holm p = {p_holm:.3g}"
+        out.append(
+            Claim(
+                id=f"{m.plan.id}/{m.scaling}",
+                claim=m.plan.claim,
+                scaling=m.scaling,
+                measurement=m.plan.measurement,
+                test=m.test,
+                estimate=m.estimate,
+                ci95=m.ci95,
+                margin=EQUIVALENCE_MARGIN if m.plan.kind == "equivalence" else None,
+                p_value=m.p_value,
+                p_holm=p_holm,
+                result=m.text + tail,
+                verdict=_verdict(m, p_holm),
+            )
         )
-    for scaling in ("raw", "standardized"):
-        rows = [c for c in claim_rows if c.scaling == scaling]
-        if not rows:
-            continue
-        groups = {v: [c.claim for c in rows if c.verdict == v] for v in ("holds", "does not hold", "not shown")}
-        text = "; ".join(f"{v}: {', '.join(names)}" for v, names in groups.items() if names)
-        parts.append(f"On {scaling} inputs (corrected 95 % intervals) — {text}.")
-    parts.append(
-        "Best-epoch accuracies are picked on the validation set itself: they measure the fall from the peak, not a "
-        "result."
-    )
-    return " ".join(parts)
+    return out

@@ -31,9 +31,14 @@ def table(report: StudyReport) -> str:
     for c in report.comparisons:
         if c.metric in ("accuracy", "log_loss"):
             lines.append(f"  {c.a} - {c.b}, {c.metric}: {describe(c)}")
-    lines.append("claims:")
+    lines.append(f"claims (plan {report.plan.version}, sha256 {report.plan.sha256[:12]}; Holm over "
+                 f"{report.plan.family_size} tests):")  # fmt: skip
     for claim in report.claims:
         lines.append(f"  [{claim.verdict}] {claim.claim} ({claim.scaling}): {claim.result}")
+    p = report.power
+    lines.append(f"power: MDE {p.mde_points:.1f} points at {100 * report.plan.power:.0f} % power over {p.resamples} "
+                 f"resamples (floor {p.mde_limit_points:.1f}); seeds needed for an effect of (points) "
+                 + ", ".join(f"{n.effect_points:g}: {n.seeds or 'never'}" for n in p.seeds_needed))  # fmt: skip
     t = report.timings_s
     extra = "".join(
         f", {name} {value:.1f} s"

@@ -74,6 +74,29 @@ def embed_json(data: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+# The table of contents: (section id, link text). The page is long once a study has run (thousands of pixels),
+# so every section is one click away from a bar that stays at the top.
+SECTIONS = (
+    ("metrics", "Validation metrics"),
+    ("curves", "Training curves"),
+    ("confusion", "Confusion matrices"),
+    ("study", "Study"),
+    ("monitoring", "Input monitoring"),
+    ("settings", "Training settings"),
+)
+
+
+def _toc() -> str:
+    """The sticky navigation bar; static/monitoring.js fills the monitoring link's state (no drift, DRIFT, ...)."""
+    links = "".join(
+        f'<li><a href="#{sid}">{title}</a>'
+        + ('<span id="toc-monitoring-state" class="state" data-drift="loading"></span>' if sid == "monitoring" else "")
+        + "</li>"
+        for sid, title in SECTIONS
+    )
+    return f'<nav id="toc" aria-label="Sections of this page"><ul>{links}</ul></nav>'
+
+
 def render_dashboard(report: MetricsReport) -> str:
     """The whole dashboard page."""
     first = next(iter(report.models.values())).training
@@ -99,6 +122,7 @@ def render_dashboard(report: MetricsReport) -> str:
 Run <code>{escape(str(first.get("run_id", "")))}</code>,
 data sha256 <code>{escape(str(first.get("data_sha256", ""))[:12])}</code>.
 JSON of this page: <code>GET /metrics</code> with <code>Accept: application/json</code>.</p></header>
+{_toc()}
 <main>
 <section id="metrics"><h2>Validation metrics</h2>{_metrics_table(report)}
 <p class="note">One 179-row validation split: a difference of one passenger is 0.6 points, and another split moves

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from survival.study import ArmSummary, Stat, StudyReport
+from survival.study import Stat, StudyReport
 
 ARM_LABELS = {"batchnorm": "BN", "plain": "plain"}
 VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not shown": "unshown"}
@@ -17,11 +17,13 @@ ARM_ROWS = (
     ("accuracy", "Final validation accuracy", True),
     ("log_loss", "Final validation log-loss", False),
     ("roc_auc", "Final validation ROC AUC", False),
+    ("ece", "Expected calibration error (10 bins)", True),
     ("train_accuracy", "Final training accuracy", True),
     ("gap_accuracy", "Train minus validation accuracy", True),
     ("gap_log_loss", "Validation minus train log-loss", False),
     ("acc_std_last", "Std of validation accuracy, last epochs", True),
     ("loss_std_last", "Std of validation loss, last epochs", False),
+    ("train_loss_auc", "Mean training loss over all epochs (area under the curve)", False),
     ("val_loss_auc", "Mean validation loss over all epochs", False),
     ("peak_to_final", "Best-epoch minus final accuracy (optimistic)", True),
     ("best_epoch_accuracy", "Best-epoch accuracy (optimistic: picked on the validation set)", True),
@@ -89,18 +91,45 @@ def provenance(study: StudyReport, training: dict[str, Any]) -> str:
     )
 
 
+def _p(value: float | None) -> str:
+    if value is None:
+        return "&mdash;"
+    return "&lt; 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def _claims(study: StudyReport) -> str:
     rows = [
         [
             escape(c.claim),
             escape(c.scaling),
             escape(c.measurement),
+            escape(c.test),
             escape(c.result),
+            _p(c.p_value),
+            _p(c.p_holm),
             f'<span class="{VERDICT_CLASS[c.verdict]}">{escape(c.verdict)}</span>',
         ]
         for c in study.claims
     ]
-    return _table(["claim", "inputs", "measurement", "result (corrected 95 % CI)", "verdict"], rows)
+    head = ["claim", "inputs", "measurement", "test", "result", "p", "Holm p", "verdict"]
+    return _table(head, rows)
+
+
+def _power(study: StudyReport) -> str:
+    p, plan = study.power, study.plan
+    needs = "; ".join(
+        f"{n.effect_points:g} point{'' if n.effect_points == 1 else 's'}: "
+        + (f"{n.seeds} seeds" if n.seeds is not None else "not reachable with this design")
+        for n in p.seeds_needed
+    )
+    return (
+        f'<p class="note" id="study-power">Power ({escape(p.outcome)}): the smallest true difference this design '
+        f"detects with {100 * plan.power:.0f} % power at alpha {plan.alpha:g} is <strong>{p.mde_points:.1f} points"
+        f"</strong> over {p.resamples} resamples ({p.mde_limit_points:.1f} with unlimited seeds; spread of the paired "
+        f"difference {p.sd_points:.1f} points). Seeds needed for {escape(needs)}. Plan {escape(plan.version)} "
+        f"(sha256 <code>{escape(plan.sha256[:12])}</code>): Holm over {plan.family_size} claims; a claim of no "
+        f"effect needs an equivalence test within &plusmn;{100 * plan.equivalence_margin:g} points.</p>"
+    )
 
 
 def _two_by_two(study: StudyReport) -> str:
@@ -121,20 +150,28 @@ def _arms(study: StudyReport) -> str:
     rows = []
     for field, label, pct in ARM_ROWS:
         rows.append([label, *(_s(getattr(study.arms[k], field), pct) for k in keys)])
-    for label, fn in (
-        ("Collapsed / nearly collapsed runs", lambda a: f"{a.collapsed} / {a.near_collapsed}"),
-        ("Accuracy without collapsed runs", lambda a: _s(a.accuracy_without_collapsed, pct=True)),
-        ("Epochs to training loss threshold (median; reached)", _threshold),
-    ):
-        rows.append([label, *(fn(study.arms[k]) for k in keys)])
+    arms = [study.arms[k] for k in keys]
+    rows.append(["Collapsed / nearly collapsed runs", *(f"{a.collapsed} / {a.near_collapsed}" for a in arms)])
+    rows.append(["Accuracy without collapsed runs", *(_s(a.accuracy_without_collapsed, pct=True) for a in arms)])
     return _table(["per arm, mean ± std over resamples", *(_arm_label(k) for k in keys)], rows)
 
 
-def _threshold(arm: ArmSummary) -> str:
-    reached = sorted(e for e in arm.epochs_to_threshold if e is not None)
-    if not reached:
-        return f"never (0 of {len(arm.epochs_to_threshold)})"
-    return f"{reached[len(reached) // 2]} ({len(reached)} of {len(arm.epochs_to_threshold)})"
+def _speed(study: StudyReport) -> str:
+    rows = [
+        [
+            escape(curve.scaling),
+            f"{p.threshold:g}",
+            f"{p.median_batchnorm if p.median_batchnorm is not None else 'never'} ({p.reached_batchnorm})",
+            f"{p.median_plain if p.median_plain is not None else 'never'} ({p.reached_plain})",
+            f"{p.bn_faster} / {p.plain_faster} / {p.ties}",
+            _p(p.p_sign),
+        ]
+        for curve in study.speed
+        for p in curve.points
+    ]
+    head = ["inputs", "training loss below", "BN: median epochs (reached)", "plain: median epochs (reached)",
+            "BN first / plain first / tied", "sign test p (descriptive)"]  # fmt: skip
+    return _table(head, rows)
 
 
 def _comparisons(study: StudyReport) -> str:
@@ -204,13 +241,26 @@ def _optional(study: StudyReport) -> str:
         parts.append(_table(["regularization", "arm", "accuracy", "val &minus; train log-loss"], rows))
     if study.ics:
         rows = [
-            [_arm_label(f"{s.variant}/{s.scaling}"), *(_s(layer) for layer in s.input_shift), _s(s.gradient_change)]
+            [_arm_label(f"{s.variant}/{s.scaling}"), escape(ics.layer), _s(ics.l2), _s(ics.cosine), _s(drift.drift)]
             for s in study.ics
+            for ics, drift in zip(s.ics, s.input_drift, strict=False)
         ]
-        n_layers = max(len(s.input_shift) for s in study.ics)
-        head = ["arm", *(f"input shift, hidden layer {i + 2}" for i in range(n_layers)), "gradient change"]
-        parts.append("<h3>Internal covariate shift and gradient predictiveness (Santurkar et al. 2018)</h3>")
+        head = [
+            "arm",
+            "layer",
+            "ICS &#8214;G &minus; G'&#8214; (Santurkar)",
+            "ICS cos(G, G')",
+            "input-distribution drift",
+        ]
+        parts.append("<h3>Internal covariate shift (Santurkar et al. 2018) and input-distribution drift</h3>")
+        parts.append(
+            "<p class=\"note\">ICS: the gradient of a layer's weights on a training batch before (G) and after (G') "
+            "the layers below it take that step's optimizer update. Drift: the epoch-to-epoch change of the mean and "
+            "spread of the layer's inputs. Hidden layer 1 has no layer below it.</p>"
+        )
         parts.append(_table(head, rows))
+        grad = [[_arm_label(f"{s.variant}/{s.scaling}"), _s(s.gradient_change)] for s in study.ics]
+        parts.append(_table(["arm", "gradient change along a 0.1 step (predictiveness)"], grad))
     return "".join(parts)
 
 
@@ -226,16 +276,21 @@ def study_section(study: StudyReport | None, training: dict[str, Any]) -> str:
     return f"""<section id="study"><h2>Study: which of the experiment's claims hold?</h2>
 {provenance(study, training)}
 <p class="verdict">{escape(study.verdict)}</p>
+{_power(study)}
 <p class="note">{len(s.seeds)} seeds, {resampling} ({s.resamples} resamples per arm), {s.epochs} epochs,
 {escape(s.optimizer)} lr {s.learning_rate:g}, batch {s.batch_size}. Within a resample every arm shares the split,
-initial weights and batch order. Verdicts read the Nadeau-Bengio corrected interval, which accounts for the
-overlap of resampled training sets. Study time {study.timings_s.study:.1f} s on {escape(s.device)}.</p>
+initial weights and batch order. Tests and intervals are Nadeau-Bengio corrected for the overlap of resampled
+training sets; verdicts read Holm-adjusted p-values. Study time {study.timings_s.study:.1f} s on
+{escape(s.device)}.</p>
 <h3>Claims</h3>{_claims(study)}
 <h3>Batch normalization x input scaling</h3>{_two_by_two(study)}
 <div class="grid"><div class="chart"><canvas id="chart-study-curves" aria-label="validation accuracy per epoch, four
-arms"></canvas></div><div class="chart"><canvas id="chart-study-threshold" aria-label="epochs to the training-loss
-threshold"></canvas></div></div>
+arms, 95 % bands"></canvas></div><div class="chart"><canvas id="chart-study-train-loss" aria-label="training loss per
+epoch, four arms, 95 % bands"></canvas></div><div class="chart"><canvas id="chart-study-threshold" aria-label="epochs
+to each training-loss threshold"></canvas></div><div class="chart"><canvas id="chart-study-reliability"
+aria-label="reliability diagram per arm"></canvas></div></div>
 <h3>Per arm</h3>{_arms(study)}
+<h3>Speed: epochs until the training loss falls below each threshold</h3>{_speed(study)}
 <h3>Paired differences</h3>{_comparisons(study)}
 <h3>Length of training</h3>{_length(study)}
 {_optional(study)}</section>"""

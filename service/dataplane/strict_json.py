@@ -69,6 +69,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# Built once: json.loads with hooks builds a new decoder for every call. Sharing one between threads is what
+# json.loads itself does with its default decoder.
+_STRICT_DECODER: Final[json.JSONDecoder] = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+)
+_NAN_DECODER: Final[json.JSONDecoder] = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+
+
 def json_text(body: bytes, what: str = "body") -> str:
     """The body as text: UTF-8 without a byte order mark, else a 400 naming the problem."""
     for mark, problem in NON_UTF8_MARKS:
@@ -90,9 +98,7 @@ def loads(body: bytes, *, allow_nan: bool, max_keys: int, what: str = "body") ->
     if not text.strip():
         malformed(f"the {what} is empty")
     try:
-        return json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=None if allow_nan else _reject_constant
-        )
+        return (_NAN_DECODER if allow_nan else _STRICT_DECODER).decode(text)
     except json.JSONDecodeError as exc:
         malformed(str(exc))
     except RecursionError:

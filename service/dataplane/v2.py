@@ -24,6 +24,9 @@ from survival.variants import VARIANTS, VariantName
 PROBABILITY, SURVIVED = "survival_probability", "survived"
 OUTPUT_NAMES: Final[tuple[str, ...]] = (PROBABILITY, SURVIVED)
 BODY_TYPES: Final[tuple[str, ...]] = ("", "application/json", "application/octet-stream")
+JSON_HEAD: Final[bytes] = b"content-type: application/json\r\n"
+# Up to this many rows an all-JSON answer is written directly (json_answer); more go through codec.encode.
+JSON_DIRECT_ROWS: Final[int] = 64
 
 
 def served_model(pair: ServedPair, name: str, version: str | None) -> ServedModel:
@@ -91,6 +94,8 @@ class V2Codec:
     def encode(self, job: V2Job, decoded: V2Decoded, pair: ServedPair, probs: dict[VariantName, FloatArray]) -> Answer:
         """The InferenceResponse: JSON, or JSON followed by the binary outputs."""
         column = probs[job.served.name]
+        if not any(decoded.wanted.values()) and column.shape[0] <= JSON_DIRECT_ROWS:
+            return Answer(200, JSON_HEAD, json_answer(job.served, decoded, pair, column))
         computed = {PROBABILITY: ("FP64", column), SURVIVED: ("BOOL", column >= DECISION_THRESHOLD)}
         tensors = [codec.OutputTensor(n, *computed[n]) for n in decoded.wanted]
         answer: dict[str, Any] = {"model_name": job.served.name, "model_version": job.served.version}
@@ -101,6 +106,26 @@ class V2Codec:
         content, headers = codec.encode(answer, tensors, binary)
         head = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items())
         return Answer(200, head, content)
+
+
+def json_answer(served: ServedModel, decoded: V2Decoded, pair: ServedPair, column: FloatArray) -> bytes:
+    """The InferenceResponse of a few rows with every output inline, written directly: the same JSON as
+    `codec.encode` writes (names, versions and run ids are plain characters; a float's repr is JSON's), without
+    building the dictionaries for json.dumps."""
+    values = column.tolist()
+    data = {
+        PROBABILITY: ("FP64", ",".join(map(repr, values))),
+        SURVIVED: ("BOOL", ",".join("true" if p >= DECISION_THRESHOLD else "false" for p in values)),
+    }
+    outputs = ",".join(
+        f'{{"name":"{name}","datatype":"{data[name][0]}","shape":[{len(values)}],"data":[{data[name][1]}]}}'
+        for name in decoded.wanted
+    )
+    request_id = f',"id":{json.dumps(decoded.id)}' if decoded.id is not None else ""
+    return (
+        f'{{"model_name":"{served.name}","model_version":"{served.version}"{request_id},'
+        f'"parameters":{{"run_id":"{pair.run_id}"}},"outputs":[{outputs}]}}'
+    ).encode()
 
 
 def error_body(exc: ApiError) -> bytes:

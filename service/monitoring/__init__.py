@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from service.state import Lifecycle
 
 
-def start_monitor(settings: Settings, registry: ServedPair, gauges: MonitoringGauges | None) -> Monitor | None:
+def start_monitor(settings: Settings, pair: ServedPair, gauges: MonitoringGauges | None) -> Monitor | None:
     """This worker's monitor, or None with MONITOR=0."""
     if not settings.monitor:
         return None
@@ -22,7 +22,7 @@ def start_monitor(settings: Settings, registry: ServedPair, gauges: MonitoringGa
     from service.monitoring.monitor import Monitor
 
     return Monitor(
-        registry,
+        pair,
         capacity=settings.monitor_window,
         min_size=settings.monitor_min_window,
         alpha=settings.monitor_alpha,
@@ -33,9 +33,9 @@ def start_monitor(settings: Settings, registry: ServedPair, gauges: MonitoringGa
 def follow_swaps(lifecycle: Lifecycle) -> Callable[[ServedPair], None]:
     """A hot-swap callback: the app's monitor (`lifecycle.monitor`, if any) compares with each new run."""
 
-    def on_swap(registry: ServedPair) -> None:
+    def on_swap(pair: ServedPair) -> None:
         monitor: Monitor | None = lifecycle.monitor
         if monitor is not None:
-            monitor.swap(registry)
+            monitor.swap(pair)
 
     return on_swap

@@ -2,8 +2,9 @@
 
 scipy.stats would cost every worker about 64 MiB and two seconds of CPU to import (measured by
 bench/bench_footprint.py), which alone broke the 120 MB-per-worker target and slowed a new worker's first
-seconds; these few functions are all the serving path needs of it. tests/test_monitoring_stats.py checks each
-against scipy.stats (ks_2samp, chi2, norm) on hypothesis-drawn samples.
+seconds; these few functions are all the serving path needs of it.
+tests/service/monitoring/test_monitoring_stats.py checks each against scipy.stats (ks_2samp, chi2, norm) on
+hypothesis-drawn samples.
 """
 
 from __future__ import annotations

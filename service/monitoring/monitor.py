@@ -85,12 +85,12 @@ class MonitoredRun:
         return 1 + sum(len(m.probes) for m in self.models)
 
 
-def monitored_run(registry: ServedPair) -> MonitoredRun:
+def monitored_run(pair: ServedPair) -> MonitoredRun:
     """The run's references, checked against its served layers (UnusableReferenceError naming the file otherwise)."""
     models = []
     features: FeatureReference | None = None
-    for name, served in registry.models.items():
-        where = f"{registry.run_dir or registry.model_dir}/{name}/{REFERENCE_FILE}"
+    for name, served in pair.models.items():
+        where = f"{pair.run_dir or pair.model_dir}/{name}/{REFERENCE_FILE}"
         data = served.artifacts.get(REFERENCE_FILE)
         if data is None:
             raise UnusableReferenceError(
@@ -114,9 +114,9 @@ def monitored_run(registry: ServedPair) -> MonitoredRun:
         features = reference.features
         probes = [LayerProbe.of(layer) for layer in reference.layers]
         models.append(ModelProbe(name, served.layers, served.metadata.preprocessing, probes))
-    assert features is not None  # a registry always holds both variants
+    assert features is not None  # a pair always holds both variants
     return MonitoredRun(
-        run_id=registry.run_id,
+        run_id=pair.run_id,
         features=features,
         models=models,
         fare_quantiles=quantiles(np.asarray(features.fare.values)) or [],
@@ -133,7 +133,7 @@ class Monitor:
 
     def __init__(
         self,
-        registry: ServedPair,
+        pair: ServedPair,
         *,
         capacity: int,
         min_size: int,
@@ -147,14 +147,14 @@ class Monitor:
         self.gauges = gauges
         self._run: MonitoredRun | None = None
         self._error: str | None = None
-        self.swap(registry)
+        self.swap(pair)
 
     def observe(self, raw: FloatArray) -> None:
         """Add the rows of a served (valid) request to the window."""
         self.window.add(raw)
 
-    def swap(self, registry: ServedPair) -> bool:
-        """Compare with `registry`'s run from now on; returns whether the window was kept.
+    def swap(self, pair: ServedPair) -> bool:
+        """Compare with `pair`'s run from now on; returns whether the window was kept.
 
         The window holds raw inputs, which mean the same under any model: it is kept when the new run's
         feature reference is the old one (same training rows; the layers are recomputed with the new weights
@@ -162,10 +162,10 @@ class Monitor:
         """
         old = self._run
         try:
-            self._run, self._error = monitored_run(registry), None
+            self._run, self._error = monitored_run(pair), None
         except UnusableReferenceError as exc:
             self._run, self._error = None, str(exc)
-            logger.warning("input monitoring is off for run %s: %s", registry.run_id, exc)
+            logger.warning("input monitoring is off for run %s: %s", pair.run_id, exc)
         keep = old is not None and self._run is not None and old.features == self._run.features
         if not keep:
             self.window.clear()

@@ -53,15 +53,15 @@ def training_summary(served: ServedModel) -> dict[str, Any]:
     }
 
 
-def metrics_report(registry: ServedPair, study: StudyReport | None, study_problem: str | None = None) -> MetricsReport:
+def metrics_report(pair: ServedPair, study: StudyReport | None, study_problem: str | None = None) -> MetricsReport:
     """The metrics of both served models, from their checkpoints."""
     models = {
         name: ModelMetrics(
             validation=served.metadata.metrics, curves=served.metadata.curves, training=training_summary(served)
         )
-        for name, served in registry.models.items()
+        for name, served in pair.models.items()
     }
-    baseline = registry.models["batchnorm"].metadata.baseline
+    baseline = pair.models["batchnorm"].metadata.baseline
     return MetricsReport(models=models, baseline=baseline, study=study, study_problem=study_problem)
 
 
@@ -70,10 +70,10 @@ def metrics_report(registry: ServedPair, study: StudyReport | None, study_proble
     response_model=MetricsReport,
     responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
 )
-async def metrics(request: Request, registry: PairDep, state: StateDep) -> Response:
+async def metrics(request: Request, pair: PairDep, state: StateDep) -> Response:
     """Validation metrics of both models (JSON); a browser asking for text/html gets the dashboard."""
     study = await state.study.get()  # off the event loop, bounded in size and time
-    report = metrics_report(registry, study.report, study.problem)
+    report = metrics_report(pair, study.report, study.problem)
     headers = {"Vary": "Accept"}
     if preferred(request.headers.get("accept"), METRICS_TYPES) == "text/html":
         return HTMLResponse(render_dashboard(report), headers={**headers, "Content-Security-Policy": DASHBOARD_CSP})
@@ -81,9 +81,9 @@ async def metrics(request: Request, registry: PairDep, state: StateDep) -> Respo
 
 
 @router.get("/metrics/prometheus", response_class=Response)
-async def prometheus(registry: PairDep, state: StateDep, telemetry: TelemetryDep) -> Response:
+async def prometheus(pair: PairDep, state: StateDep, telemetry: TelemetryDep) -> Response:
     """Operational metrics in the Prometheus text format."""
-    for name, served in registry.models.items():
+    for name, served in pair.models.items():
         telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
     if state.lifecycle.monitor is not None:
         state.lifecycle.monitor.report()  # sets the monitoring gauges from this worker's window

@@ -37,9 +37,9 @@ def model_info(served: ServedModel) -> ModelInfo:
 
 
 @router.get("/models", response_model=dict[VariantName, ModelInfo])
-async def list_models(registry: PairDep) -> dict[VariantName, ModelInfo]:
+async def list_models(pair: PairDep) -> dict[VariantName, ModelInfo]:
     """Both served models."""
-    return {name: model_info(served) for name, served in registry.models.items()}
+    return {name: model_info(served) for name, served in pair.models.items()}
 
 
 @router.get(
@@ -47,6 +47,6 @@ async def list_models(registry: PairDep) -> dict[VariantName, ModelInfo]:
     response_model=ModelInfo,
     responses={422: {"model": ErrorResponse, "description": "Unknown model name."}},
 )
-async def get_model(name: VariantName, registry: PairDep) -> ModelInfo:
+async def get_model(name: VariantName, pair: PairDep) -> ModelInfo:
     """One served model: `batchnorm` or `plain`."""
-    return model_info(registry.models[name])
+    return model_info(pair.models[name])

@@ -21,7 +21,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from service.auth import KeyRing
-from service.config import SettingsError, read_settings
+from service.config import Settings, SettingsError, read_settings
 from service.server.config import ServiceConfig
 from service.server.metrics_dir import metrics_directory
 
@@ -78,10 +78,28 @@ def serve(config: ServiceConfig) -> int:
     return 1 if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes) else 0
 
 
+def settings_help() -> str:
+    """Every setting by section, with its default and what it does (from the Settings class itself)."""
+    lines: list[str] = []
+    fields = Settings.model_fields
+    for title, names in Settings.sections().items():
+        lines.append(f"\n{title}")
+        for name in names:
+            field = fields[name]
+            default = "unset" if field.default is None else str(field.default)
+            if isinstance(field.default, bool):
+                default = "1" if field.default else "0"
+            lines.append(f"  {name.upper()} (default {default}): {field.description}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check, then serve; the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m service", description="Serve the models; settings are environment variables (README)."
+        prog="python -m service",
+        description="Serve the models (training first: python -m training). Settings are environment variables:",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--app", default="service.main:app", help="ASGI app to serve (benchmarks add endpoints)")
     args = parser.parse_args(argv)
@@ -108,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load the models: {exc}", file=sys.stderr, flush=True)
         return 1
     raise_file_limit()
+    if settings.port:
+        base = f"http://{settings.host}:{settings.port}"
+        print(
+            f"service: the dashboard at {base}/metrics, the API at {base}/docs, "
+            f"Prometheus at {base}/metrics/prometheus",
+            file=sys.stderr,
+            flush=True,
+        )
     with metrics_directory(settings.web_concurrency):
         try:
             return serve(ServiceConfig(settings, args.app))

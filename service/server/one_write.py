@@ -4,7 +4,7 @@ uvicorn writes a response's head (status line and headers) and its body in two c
 the two (SIGKILL, the OOM killer) leaves the client, or a load balancer, with a head and a truncated body:
 nginx has already passed the head on and can no longer retry the request on another replica. Written together,
 either the whole small response reaches the socket or none of it does, and a proxy retries what got nothing.
-tests/test_nginx.py kills a replica under load and counts no failed request.
+tests/deploy/test_nginx.py kills a replica under load and counts no failed request.
 """
 
 from __future__ import annotations

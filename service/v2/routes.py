@@ -102,7 +102,7 @@ MODEL_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def metadata(registry: ServedPair, served: ServedModel) -> ModelMetadata:
+def metadata(pair: ServedPair, served: ServedModel) -> ModelMetadata:
     """What the model takes and gives."""
     columns = ", ".join(FEATURES)
     return ModelMetadata(
@@ -112,7 +112,7 @@ def metadata(registry: ServedPair, served: ServedModel) -> ModelMetadata:
         inputs=[MetadataTensor(name=FEATURES_TENSOR, datatype="FP64", shape=[-1, len(FEATURES)])],
         outputs=list(OUTPUTS),
         properties={
-            "run_id": registry.run_id,
+            "run_id": pair.run_id,
             "features": f"{columns}; NaN (or null in JSON) for an unknown Fare or Age",
             "alternative_inputs": f"three tensors {', '.join(COLUMN_TENSORS)} of shape [-1] instead of features",
             "accepted_datatypes": ", ".join(codec.INPUT_DTYPES),

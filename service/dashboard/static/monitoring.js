@@ -16,13 +16,19 @@
     canvas.dataset.rendered = "true";
   }
 
+  // Fares run from 0 to 512 with most passengers under 30: on a linear axis they fill a sixth of the width, so
+  // the Fare chart's axis is logarithmic. A log axis has no 0, so fares below LOG_FLOOR are drawn at it (the
+  // tooltip shows the real value).
+  const LOG_FLOOR = 1;
+
   // A quantile curve: x the feature's value, y the probability (the two ECDFs whose gap KS measures).
-  function quantileChart(id, feature, unit) {
+  function quantileChart(id, feature, unit, logAxis) {
     const d = feature.distribution;
     const probs = d.labels.map((l) => parseFloat(l) / 100);
+    const x = (v) => (logAxis ? Math.max(v, LOG_FLOOR) : v);
     const series = (values, label, color) => ({
       label: label,
-      data: values ? values.map((v, i) => ({ x: v, y: probs[i] })) : [],
+      data: values ? values.map((v, i) => ({ x: x(v), y: probs[i], value: v })) : [],
       borderColor: color,
       backgroundColor: color,
       showLine: true,
@@ -34,8 +40,17 @@
       data: { datasets: [series(d.reference, "training", TRAINING), series(d.window, "live window", LIVE)] },
       options: {
         scales: {
-          x: { title: { display: true, text: unit } },
+          x: logAxis
+            ? { type: "logarithmic", title: { display: true, text: `${unit}, log scale (below ${LOG_FLOOR} drawn at ${LOG_FLOOR})` } }
+            : { title: { display: true, text: unit } },
           y: { min: 0, max: 1, title: { display: true, text: "fraction of passengers at or below" } },
+        },
+        plugins: {
+          tooltip: {
+            callbacks: {
+              label: (ctx) => `${ctx.dataset.label}: ${Math.round(ctx.raw.y * 100)} % at or below ${ctx.raw.value}`,
+            },
+          },
         },
       },
     });
@@ -88,10 +103,26 @@
     });
   }
 
-  function cell(text) {
+  function cell(text, alarm) {
     const td = document.createElement("td");
     td.textContent = text;
+    if (alarm) td.className = "alarm";
     return td;
+  }
+
+  // The drift state everywhere it shows: the summary, the section's frame and the contents bar's badge.
+  function showState(state, badgeText) {
+    document.getElementById("monitoring-summary").dataset.drift = state;
+    document.getElementById("monitoring").dataset.drift = state;
+    const badge = document.getElementById("toc-monitoring-state");
+    if (badge) {
+      badge.dataset.drift = state;
+      badge.textContent = badgeText;
+    }
+  }
+
+  function stateOf(drift) {
+    return drift === null ? ["null", "not enough data"] : drift ? ["true", "DRIFT"] : ["false", "no drift"];
   }
 
   function fmt(value, digits) {
@@ -106,6 +137,7 @@
     const summary = document.getElementById("monitoring-summary");
     if (!report.enabled) {
       summary.textContent = "Input monitoring is off (MONITOR=0).";
+      showState("off", "off");
       return;
     }
     const w = report.window;
@@ -114,10 +146,10 @@
       (w.since ? ` (since ${w.since})` : "") +
       `, compared with run ${w.run_id}; verdicts need ${w.min_size}; false-alarm level ${report.alpha}.` +
       (report.reference_error ? ` ${report.reference_error}` : "");
-    summary.dataset.drift = String(report.drift);
+    showState(...stateOf(report.drift));
     const byName = Object.fromEntries(report.features.map((f) => [f.feature, f]));
-    if (byName.fare) quantileChart("chart-monitor-fare", byName.fare, "fare (pounds)");
-    if (byName.age) quantileChart("chart-monitor-age", byName.age, "age (years)");
+    if (byName.fare) quantileChart("chart-monitor-fare", byName.fare, "fare (pounds)", true);
+    if (byName.age) quantileChart("chart-monitor-age", byName.age, "age (years)", false);
     if (byName.pclass && byName.age_missing) fractionChart("chart-monitor-pclass", byName.pclass, byName.age_missing);
     const log10 = (p) => (p === null ? null : -Math.log10(Math.max(p, 1e-300)));
     evidenceChart(
@@ -141,14 +173,15 @@
     for (const f of report.features) {
       const row = document.createElement("tr");
       row.append(cell(`${FEATURE_LABELS[f.feature] || f.feature}: ${f.test}`), cell(fmt(f.statistic, 4)));
-      row.append(cell(fmt(f.p_value, 3)), cell(fmt(f.threshold, 3)), cell(verdict(f.drift)));
+      row.append(cell(fmt(f.p_value, 3)), cell(fmt(f.threshold, 3)), cell(verdict(f.drift), f.drift === true));
       body.append(row);
     }
     for (const a of report.activations) {
       const row = document.createElement("tr");
       const out = a.units_out_of_bounds === null ? "" : `, ${a.units_out_of_bounds} of ${a.units} units out`;
       row.append(cell(`${MODEL_LABELS[a.model] || a.model} ${a.layer}: mean z-test${out}`));
-      row.append(cell(fmt(a.largest_z, 4)), cell(""), cell(`|z| > ${fmt(a.z_threshold, 3)}`), cell(verdict(a.drift)));
+      row.append(cell(fmt(a.largest_z, 4)), cell(""), cell(`|z| > ${fmt(a.z_threshold, 3)}`));
+      row.append(cell(verdict(a.drift), a.drift === true));
       body.append(row);
     }
   }
@@ -159,6 +192,7 @@
       .then(render)
       .catch((err) => {
         document.getElementById("monitoring-summary").textContent = `Monitoring unavailable: ${err.message}`;
+        showState("error", "unavailable");
       })
       .finally(() => {
         document.body.dataset.monitoringReady = "true";

@@ -47,21 +47,22 @@
 
   const base = { responsive: true, maintainAspectRatio: false, animation: false };
 
-  // Validation accuracy per epoch: each arm's mean with a +-1 std band (a filled pair of invisible lines).
-  function curvesChart() {
-    const canvas = document.getElementById("chart-study-curves");
+  // A per-epoch curve for every arm: the mean over resamples with its corrected 95 % band (a filled pair of
+  // invisible lines: upper edge, then the lower edge filled up to it).
+  function bandChart(canvasId, meanKey, halfKey, title, yLabel) {
+    const canvas = document.getElementById(canvasId);
     if (!canvas) return;
     const keys = Object.keys(study.arms);
-    const epochs = study.arms[keys[0]].curve_mean.map((_, i) => i + 1);
+    const epochs = study.arms[keys[0]][meanKey].map((_, i) => i + 1);
     const datasets = [];
     keys.forEach((key) => {
       const arm = study.arms[key];
       const s = style(key);
-      const upper = arm.curve_mean.map((m, i) => m + arm.curve_std[i]);
-      const lower = arm.curve_mean.map((m, i) => m - arm.curve_std[i]);
-      datasets.push({ label: s.label, data: arm.curve_mean, borderColor: s.color, borderDash: s.dash,
+      const upper = arm[meanKey].map((m, i) => m + arm[halfKey][i]);
+      const lower = arm[meanKey].map((m, i) => m - arm[halfKey][i]);
+      datasets.push({ label: s.label, data: arm[meanKey], borderColor: s.color, borderDash: s.dash,
         pointRadius: 0, borderWidth: 1.5 });
-      datasets.push({ label: s.label + " + std", data: upper, borderColor: "transparent", pointRadius: 0, fill: false });
+      datasets.push({ label: s.label + " upper 95 %", data: upper, borderColor: "transparent", pointRadius: 0, fill: false });
       datasets.push({ label: s.label + " band", data: lower, borderColor: "transparent", pointRadius: 0,
         backgroundColor: s.color + "22", fill: "-1" });
     });
@@ -69,30 +70,59 @@
       type: "line",
       data: { labels: epochs, datasets },
       options: { ...base, interaction: { mode: "index", intersect: false },
-        plugins: { legend: { labels: { filter: (item) => !/(\+ std| band)$/.test(item.text) } },
-          title: { display: true, text: "validation accuracy per epoch (mean ± std over resamples)" } },
+        plugins: { legend: { labels: { filter: (item) => !/( upper 95 %| band)$/.test(item.text) } },
+          title: { display: true, text: title } },
         scales: { x: { title: { display: true, text: "epoch" }, ticks: { maxTicksLimit: 10 } },
-          y: { title: { display: true, text: "validation accuracy" } } } },
+          y: { title: { display: true, text: yLabel } } } },
     });
     canvas.dataset.rendered = "true";
   }
 
-  // Epochs until the training loss first falls below the threshold: median over the runs that got there.
+  // Epochs until the training loss first falls below each threshold: median over the runs that got there, per
+  // arm, over the whole range of thresholds (one threshold can sit where two curves cross).
   function thresholdChart() {
     const canvas = document.getElementById("chart-study-threshold");
-    if (!canvas) return;
-    const keys = Object.keys(study.arms);
-    const medians = keys.map((key) => {
-      const reached = study.arms[key].epochs_to_threshold.filter((e) => e !== null).sort((a, b) => a - b);
-      return reached.length ? reached[Math.floor(reached.length / 2)] : null;
+    if (!canvas || !study.speed) return;
+    const thresholds = study.settings.loss_thresholds;
+    const datasets = [];
+    study.speed.forEach((curve) => {
+      ["batchnorm", "plain"].forEach((variant) => {
+        const s = style(variant + "/" + curve.scaling);
+        datasets.push({ label: s.label, data: curve.points.map((p) => p["median_" + variant]),
+          borderColor: s.color, backgroundColor: s.color, borderDash: s.dash, pointRadius: 3, borderWidth: 1.5 });
+      });
     });
     new Chart(canvas, {
-      type: "bar",
-      data: { labels: keys.map((k) => style(k).label), datasets: [{ label: "median epochs", data: medians,
-        backgroundColor: keys.map((k) => style(k).color) }] },
-      options: { ...base, plugins: { legend: { display: false }, title: { display: true,
-        text: "epochs until training loss < " + study.settings.loss_threshold + " (median)" } },
-        scales: { y: { title: { display: true, text: "epochs" } } } },
+      type: "line",
+      data: { labels: thresholds.map(String), datasets },
+      options: { ...base, plugins: { title: { display: true,
+        text: "median epochs until the training loss falls below each threshold" } },
+        scales: { x: { title: { display: true, text: "training-loss threshold" } },
+          y: { title: { display: true, text: "epochs" } } } },
+    });
+    canvas.dataset.rendered = "true";
+  }
+
+  // Reliability diagram: observed survival rate against mean predicted probability per bin, per arm, with the
+  // diagonal of perfect calibration.
+  function reliabilityChart() {
+    const canvas = document.getElementById("chart-study-reliability");
+    if (!canvas) return;
+    const datasets = Object.keys(study.arms).map((key) => {
+      const s = style(key);
+      const points = study.arms[key].reliability.filter((b) => b.observed !== null)
+        .map((b) => ({ x: b.mean_predicted, y: b.observed }));
+      return { label: s.label + " (ECE " + (100 * study.arms[key].ece.mean).toFixed(1) + " %)", data: points,
+        borderColor: s.color, backgroundColor: s.color, borderDash: s.dash, showLine: true, pointRadius: 3 };
+    });
+    datasets.push({ label: "perfect calibration", data: [{ x: 0, y: 0 }, { x: 1, y: 1 }], borderColor: "#999",
+      borderDash: [2, 2], showLine: true, pointRadius: 0 });
+    new Chart(canvas, {
+      type: "scatter",
+      data: { datasets },
+      options: { ...base, plugins: { title: { display: true, text: "reliability (pooled over resamples)" } },
+        scales: { x: { min: 0, max: 1, title: { display: true, text: "mean predicted survival" } },
+          y: { min: 0, max: 1, title: { display: true, text: "observed survival rate" } } } },
     });
     canvas.dataset.rendered = "true";
   }
@@ -129,8 +159,12 @@
   }
 
   if (study) {
-    curvesChart();
+    bandChart("chart-study-curves", "curve_mean", "curve_half95",
+      "validation accuracy per epoch (mean, corrected 95 % band over resamples)", "validation accuracy");
+    bandChart("chart-study-train-loss", "train_loss_mean", "train_loss_half95",
+      "training loss per epoch (mean, corrected 95 % band over resamples)", "training loss");
     thresholdChart();
+    reliabilityChart();
     sweepChart("chart-sweep-adam", "adam");
     sweepChart("chart-sweep-sgd", "sgd");
   }
