@@ -21,6 +21,7 @@ from hostile_kit import (
     connect,
     in_threads,
     key_flood,
+    most_held,
     open_sockets,
     post,
     server_closed,
@@ -31,6 +32,8 @@ from hostile_kit import (
 STATIC_BUNDLE: Final[bytes] = b"GET /docs/static/swagger-ui-bundle.js HTTP/1.1\r\nHost: bench\r\n\r\n"
 CHUNKED_HEAD: Final[bytes] = PREDICT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
 PIECE: Final[bytes] = b"a" * 65536
+# Seconds spent counting the connections the server holds once the attacker's are open.
+COUNTING_S: Final[float] = 1.0
 
 
 @dataclass
@@ -57,9 +60,9 @@ def static_readers(port: int, pid: int, conns: int, wait_s: float) -> Outcome:
         sock = connect(port, rcvbuf=4096)
         sock.sendall(STATIC_BUNDLE)
         socks.append(sock)
-    held = open_sockets(pid) - baseline
+    held = most_held(pid, baseline, COUNTING_S)
     outcome = Outcome(Counter(status_line(sock) for sock in socks), held=held)
-    outcome.closed_after_s = wait_released(pid, baseline, wait_s)
+    outcome.closed_after_s = COUNTING_S + wait_released(pid, baseline, wait_s)  # from the last byte sent
     for sock in socks:
         sock.close()
     return outcome
@@ -76,8 +79,8 @@ def pipelined_readers(port: int, pid: int, conns: int, rows: int, depth: int, wa
         with contextlib.suppress(OSError):
             sock.sendall(request)  # the server may stop reading the pipeline: that is allowed
         socks.append(sock)
-    outcome = Outcome(Counter({b"(not read)": conns}), held=open_sockets(pid) - baseline)
-    outcome.closed_after_s = wait_released(pid, baseline, wait_s)
+    outcome = Outcome(Counter({b"(not read)": conns}), held=most_held(pid, baseline, COUNTING_S))
+    outcome.closed_after_s = COUNTING_S + wait_released(pid, baseline, wait_s)  # from the last byte sent
     for sock in socks:
         sock.close()
     return outcome
@@ -141,9 +144,11 @@ def repeated_posts(port: int, clients: int, body: bytes, seconds: float, per_s: 
     return Outcome(statuses)
 
 
-def big_bodies(port: int, clients: int, rows: int, seconds: float, per_s: float) -> Outcome:
-    """Completed big bodies, more at once than the one batch thread can take."""
-    return repeated_posts(port, clients, batch(rows), seconds, per_s)
+def big_bodies(port: int, clients: int, rows: int, seconds: float, per_s: float, size: int = 0) -> Outcome:
+    """Completed big bodies (`rows` passengers, padded with JSON whitespace to `size` bytes), more at once than
+    the one batch thread can take."""
+    body = batch(rows)
+    return repeated_posts(port, clients, body[:-1] + b" " * max(0, size - len(body)) + b"}", seconds, per_s)
 
 
 def key_floods(port: int, clients: int, size: int, seconds: float, per_s: float) -> Outcome:

@@ -147,6 +147,15 @@ def server_closed(sock: socket.socket) -> bool:
     return struct.unpack("B", info[:1])[0] in (TCP_CLOSE, TCP_CLOSE_WAIT)
 
 
+def most_held(pid: int, baseline: int, seconds: float = 1.0) -> int:
+    """The most sockets over `baseline` the server holds within `seconds` (it may accept late when busy)."""
+    most, stop = 0, time.monotonic() + seconds
+    while time.monotonic() < stop:
+        most = max(most, open_sockets(pid) - baseline)
+        time.sleep(0.05)
+    return most
+
+
 def wait_released(pid: int, baseline: int, timeout_s: float) -> float:
     """Seconds until the server holds no more sockets than `baseline` (inf if not within `timeout_s`).
 

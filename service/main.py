@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
 from service.access_log import AccessLog
+from service.apidocs import STATIC_DIR as DOCS_STATIC_DIR
 from service.apidocs import install_docs
 from service.auth import KeyCheck, KeyRing
 from service.config import Settings, SettingsError, get_settings
@@ -180,9 +181,10 @@ def create_app(
     for module in (health, models, metrics, monitoring, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
-    per_client = state.settings.static_max_large_per_client
-    app.mount("/static", BoundedStaticFiles(directory=STATIC_DIR, max_large_per_client=per_client), name="static")
-    install_docs(app, per_client)
+    per_client, sending = state.settings.static_max_large_per_client, dict[str, int]()
+    dashboard_files = BoundedStaticFiles(directory=STATIC_DIR, max_large_per_client=per_client, sending=sending)
+    app.mount("/static", dashboard_files, name="static")
+    install_docs(app, BoundedStaticFiles(directory=DOCS_STATIC_DIR, max_large_per_client=per_client, sending=sending))
     app.add_api_route("/", root, include_in_schema=False)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app

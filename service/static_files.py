@@ -26,10 +26,11 @@ RETRY_AFTER_S: Final[str] = "1"
 class BoundedStaticFiles(StaticFiles):
     """StaticFiles with cacheable answers and at most `max_large_per_client` large ones sent at once per address."""
 
-    def __init__(self, *, directory: Path, max_large_per_client: int) -> None:
+    def __init__(self, *, directory: Path, max_large_per_client: int, sending: dict[str, int] | None = None) -> None:
         super().__init__(directory=directory)
         self.max_large = max_large_per_client
-        self.sending: dict[str, int] = {}
+        # Large answers being sent, by client address: shared by every mount given the same dict.
+        self.sending: dict[str, int] = {} if sending is None else sending
 
     def file_response(
         self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200

@@ -13,9 +13,9 @@ from typing import Final
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from service.routes.metrics import DASHBOARD_CSP
-from service.static_files import BoundedStaticFiles
 
 STATIC_DIR: Final[Path] = Path(__file__).resolve().parent / "static"
 STATIC_URL: Final[str] = "/docs/static"
@@ -42,10 +42,9 @@ def docs_page(title: str, openapi_url: str) -> str:
 """
 
 
-def install_docs(app: FastAPI, max_large_per_client: int) -> None:
-    """Serve /docs and its assets from the package (create the app with docs_url=None, redoc_url=None)."""
+def install_docs(app: FastAPI, assets: StaticFiles) -> None:
+    """Serve /docs, and its assets (files of STATIC_DIR) from `assets` (create the app with docs_url=None)."""
     page = docs_page(app.title, app.openapi_url or "/openapi.json")
-    assets = BoundedStaticFiles(directory=STATIC_DIR, max_large_per_client=max_large_per_client)
     app.mount(STATIC_URL, assets, name="docs-static")
 
     @app.get("/docs", include_in_schema=False)

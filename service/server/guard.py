@@ -24,58 +24,20 @@ connection's state changes, so a normal request pays two timer calls and a clock
 from __future__ import annotations
 
 import asyncio
-import json
-from enum import Enum
-from typing import Any, Final
+from typing import Any
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from service.note import note_of
 from service.server.config import ServiceConfig
 from service.server.one_write import offer_respond, write_head_with_body
-from service.server.shed import RATE_WINDOW_S, STALLED_AFTER_S, Pool
+from service.server.output import AnswerGuard
+from service.server.refusals import RefusedError, plain_response
+from service.server.shed import RATE_WINDOW_S, STALLED_AFTER_S, Phase, pool_of
 
 
-class Phase(Enum):
-    """What a connection is doing: waiting on its client (HEAD, BODY, IDLE) or being answered (BUSY)."""
-
-    HEAD = "head"
-    BODY = "body"
-    BUSY = "busy"
-    IDLE = "idle"
-
-
-class RefusedError(Exception):
-    """Raised in a parser callback to stop parsing a request that breaks a limit (uvicorn then calls
-    `send_400_response`, which answers the limit's own status instead)."""
-
-
-def pool_of(server_state: ServerState) -> Pool:
-    """The pool of the server these connections belong to."""
-    pool: Pool | None = getattr(server_state, "guard_pool", None)
-    if pool is None:
-        pool = Pool()
-        server_state.guard_pool = pool  # type: ignore[attr-defined]
-    return pool
-
-
-# Seconds a client refused for load is told to wait (Retry-After).
-RETRY_AFTER_S: Final[int] = 1
-
-
-def plain_response(status: int, detail: str) -> bytes:
-    """A complete HTTP/1.1 answer with the service's JSON error body that closes the connection."""
-    body = json.dumps({"detail": detail, "errors": []}).encode()
-    head = [STATUS_LINE[status], b"content-type: application/json\r\nx-content-type-options: nosniff\r\n"]
-    if status == 503:
-        head.append(b"retry-after: %d\r\n" % RETRY_AFTER_S)
-    head += [b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n"]
-    return b"".join(head) + body
-
-
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class GuardedHttpToolsProtocol(AnswerGuard):
     """uvicorn's httptools protocol plus deadlines, limits, and bounds on connections, bodies and unread answers."""
 
     def __init__(
@@ -109,6 +71,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: tuple[int, str] | None = None
         self._after_answer: tuple[int, str] | None = None  # a refusal that waits for the answer under way
         self._host = False  # the request named its Host
+        self._lingering = 0  # bytes still to drop after a refusal, before the connection is closed
 
     # --- waiting on the client, or not ---------------------------------------------------------------------------
     def _wait(self, phase: Phase, seconds: float | None = None) -> None:
@@ -134,10 +97,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._timer = None
         self.pool.forget(self)
 
-    def _release_body(self) -> None:
-        self.pool.body_bytes -= self.body_bytes
-        self.body_bytes = 0
-
     def _deadline(self) -> None:
         self._timer = None
         if self.transport.is_closing():
@@ -160,23 +119,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return cycle is not None and not cycle.response_started
         return cycle is None or cycle.response_complete
 
-    def _close(self, status: int | None, detail: str) -> None:
-        """Answer `status` if an answer can still be sent, stop the request's app, and close the connection."""
+    def _close(self, status: int | None, detail: str, *, linger: bool = False) -> None:
+        """Answer `status` if an answer can still be sent, stop the request's app, and close the connection.
+
+        `linger`: the client may still be sending its body. Closing a socket with unread bytes makes the kernel
+        send a reset, which can destroy the answer before the client reads it; so the write side is shut first
+        and what still arrives is read and dropped for a moment (nginx's lingering close), then it is closed.
+        """
         cycle = self.cycle
-        if status is not None and self._can_answer():
+        answered = status is not None and self._can_answer()
+        if status is not None and answered:
             self.transport.write(plain_response(status, detail))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
         self._leave_pool()
         self._release_body()
+        if answered and linger and self.transport.can_write_eof():
+            self._linger()
+            return
         self.transport.close()
         self._closing_deadline()
-
-    def _closing_deadline(self) -> None:
-        """A closing transport waits for its buffer to drain: a client that never reads would hold it for good."""
-        if self._send_timer is None and self.transport.get_write_buffer_size():
-            self._send_timer = self.loop.call_later(self.limits.send_timeout_s, self.abort, "closing")
 
     def shed(self) -> None:
         """Closed to make room: idle, or its client is the slowest (an upload is told 503 first)."""
@@ -186,42 +149,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._close(503, "the server is holding too many uploads and yours was the slowest; retry later")
         else:
             self._close(None, "")
-
-    def abort(self, why: str) -> None:
-        """Disconnect at once, dropping whatever the client has not read (`why`: for the debug log)."""
-        self.logger.debug("disconnecting a client: %s", why)
-        self._count_unread(0)
-        self._leave_pool()
-        self._release_body()
-        self.transport.abort()  # connection_lost follows: the app sees a disconnect, a drain waiting on it ends
-
-    # --- answers the client does not read ------------------------------------------------------------------------
-    def _count_unread(self, size: int) -> None:
-        """Count `size` unread answer bytes in the pool's output budget (0: none), with the send deadline."""
-        if self._send_timer is not None:
-            self._send_timer.cancel()
-            self._send_timer = None
-        self.pool.out_bytes += size - self._unread
-        self._unread = size
-        if size:
-            self.pool.unread[self] = None
-            self._send_timer = self.loop.call_later(self.limits.send_timeout_s, self.abort, "send deadline")
-        else:
-            self.pool.unread.pop(self, None)
-
-    def pause_writing(self) -> None:
-        """The answer's unsent bytes passed the transport's high-water mark: the send deadline starts."""
-        super().pause_writing()
-        self._count_unread(max(1, self.transport.get_write_buffer_size()))
-        if self.pool.out_bytes > self.limits.max_output_bytes:
-            self.pool.shed_unread(self.limits.max_output_bytes)
-
-    def resume_writing(self) -> None:
-        """The client is reading: no deadline while the buffer stays below the high-water mark."""
-        super().resume_writing()
-        self._count_unread(0)
-        if self.transport.is_closing():
-            self._closing_deadline()
 
     # --- uvicorn's protocol ----------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -243,6 +170,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's parsing; the client's rate, what arrived of an unfinished head, and a body's chunk framing."""
+        if self._lingering:
+            self._lingering -= len(data)  # dropped unparsed: the answer is sent
+            if self._lingering <= 0:
+                self._end_linger()
+            return
         self._last_byte = self.loop.time()
         self._arrived += len(data)
         in_body, body_before, request, done = self.phase is Phase.BODY, self._request_body, self._requests, self._done
@@ -259,9 +191,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # What was not body is framing: chunk sizes, extensions, trailers (httptools buffers a partial one).
             self._framing += len(data) - (self._request_body - body_before)
             if self._framing > self.limits.max_chunk_framing_bytes + 24 * self._chunks:
-                self._close(
-                    400, f"the chunk extensions or trailers are over {self.limits.max_chunk_framing_bytes} bytes"
-                )
+                limit = self.limits.max_chunk_framing_bytes
+                self._close(400, f"the chunk extensions or trailers are over {limit} bytes", linger=True)
 
     def send_400_response(self, msg: str) -> None:
         """A request refused by a limit gets that limit's status; a malformed one a JSON 400 (never text/plain).
@@ -274,7 +205,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._after_answer = refusal
             self.flow.pause_reading()
             return
-        self._close(*refusal)
+        self._close(*refusal, linger=self.phase is Phase.BODY)
 
     def _refuse(self, status: int, detail: str) -> None:
         self._refusal = (status, detail)
@@ -322,7 +253,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not cycle:
             write_head_with_body(self.cycle)
-            offer_respond(self.cycle)
+            offer_respond(self.cycle, self.close_after_answer)
 
     def on_chunk_header(self) -> None:
         """Count a chunked body's chunks: each costs a parser callback, so a body of one-byte chunks is refused."""

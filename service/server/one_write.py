@@ -68,15 +68,18 @@ def write_head_with_body(cycle: Any) -> None:
 RESPOND: Final[str] = "service.respond"
 
 
-def offer_respond(cycle: Any) -> None:
-    """Offer the app of uvicorn's request-response `cycle` the RESPOND extension, bound to the cycle."""
+def offer_respond(cycle: Any, closer: Callable[[], None] | None = None) -> None:
+    """Offer the app of uvicorn's request-response `cycle` the RESPOND extension, bound to the cycle (`closer`:
+    how the server closes the connection after an answer, when not by closing the transport at once)."""
     extensions = cycle.scope.get("extensions")
     if extensions is None:
         extensions = cycle.scope["extensions"] = {}
-    extensions[RESPOND] = partial(respond, cycle)
+    extensions[RESPOND] = partial(respond, cycle, closer)
 
 
-async def respond(cycle: Any, status: int, head: bytes, body: bytes, close: bool) -> None:
+async def respond(
+    cycle: Any, closer: Callable[[], None] | None, status: int, head: bytes, body: bytes, close: bool
+) -> None:
     """The whole answer in one transport write: status line, the server's headers, `head` (CRLF-terminated lines),
     Content-Length and the body; `close` ends the connection after it (its request body was not read to the end).
 
@@ -103,5 +106,8 @@ async def respond(cycle: Any, status: int, head: bytes, body: bytes, close: bool
     cycle.response_complete = True
     cycle.message_event.set()
     if not cycle.keep_alive:
-        cycle.transport.close()
+        if closer is not None:
+            closer()  # the guard: it lingers when the body is still arriving, so the answer is not reset away
+        else:
+            cycle.transport.close()
     cycle.on_response()

@@ -8,10 +8,14 @@ deadline and output budget). When nobody can be shed, the newcomer is refused wi
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Final
+
+from uvicorn.server import ServerState
 
 if TYPE_CHECKING:
     from service.server.guard import GuardedHttpToolsProtocol
+    from service.server.output import AnswerGuard
 
 # A connection that has sent nothing for this long is stalled, whatever it sent before.
 STALLED_AFTER_S: Final[float] = 1.0
@@ -19,6 +23,15 @@ STALLED_AFTER_S: Final[float] = 1.0
 RATE_WINDOW_S: Final[float] = 1.0
 # Candidates looked at, oldest first, to find the slowest: the search stays cheap under a flood of new connections.
 SCAN: Final[int] = 32
+
+
+class Phase(Enum):
+    """What a connection is doing: waiting on its client (HEAD, BODY, IDLE) or being answered (BUSY)."""
+
+    HEAD = "head"
+    BODY = "body"
+    BUSY = "busy"
+    IDLE = "idle"
 
 
 class Pool:
@@ -30,7 +43,7 @@ class Pool:
         self.body_bytes = 0
         # Bytes of answers buffered for clients that do not take them (counted while a transport is paused).
         self.out_bytes = 0
-        self.unread: dict[GuardedHttpToolsProtocol, None] = {}
+        self.unread: dict[AnswerGuard, None] = {}
 
     def forget(self, connection: GuardedHttpToolsProtocol) -> None:
         """Take `connection` out of the waiting and idle lists."""
@@ -80,3 +93,12 @@ class Pool:
         """Disconnect the clients that have not read their answers for longest until the buffered answers fit."""
         while self.out_bytes > limit and self.unread:
             next(iter(self.unread)).abort("the worker's budget for unread answers is spent")
+
+
+def pool_of(server_state: ServerState) -> Pool:
+    """The pool of the server these connections belong to."""
+    pool: Pool | None = getattr(server_state, "guard_pool", None)
+    if pool is None:
+        pool = Pool()
+        server_state.guard_pool = pool  # type: ignore[attr-defined]
+    return pool

@@ -128,3 +128,14 @@ def test_uploads_making_progress_survive_a_churn_of_idle_connections(
             churned, lambda: attacks.uploads_under_churn(churned.port, 5, 300_000, 100_000, 100.0, 5.0)
         )
     assert outcome.statuses == {OK: 5}, outcome.line()
+
+
+def test_uploads_past_the_body_budget_all_making_progress_get_a_503_not_a_silent_close(
+    model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = {**SETTINGS, "MAX_PENDING_BODY_BYTES": str(1024 * 1024), "BATCH_QUEUE_MAX": "8"}
+    with running(tmp_path_factory.mktemp("budget"), model_dir, **settings) as budget:
+        # Four 400 KB uploads at 200 KB/s at once: 1.6 MB of unfinished bodies against a 1 MiB budget.
+        _, outcome = under_attack(budget, lambda: attacks.uploads_under_churn(budget.port, 4, 400_000, 200_000, 0.5, 4))
+    assert set(outcome.statuses) == {OK, BUSY}, outcome.line()
+    assert outcome.statuses[OK] >= 2, outcome.line()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -96,3 +97,31 @@ def test_a_csv_that_only_looks_wrong_is_told_why(server: Server, csv: bytes, mes
     answer = server.request("POST", "/predict", csv, {"content-type": "text/csv"})
     assert answer.status == 422
     assert message in answer.body, answer.body
+
+
+@pytest.mark.parametrize(
+    ("content_type", "size", "status"),
+    [("text/plain", 3_000_000, 415), ("application/json", 5_000_000, 413)],
+    ids=["415", "413"],
+)
+def test_a_client_that_sends_its_whole_body_before_reading_gets_the_early_refusal(
+    server: Server, content_type: str, size: int, status: int
+) -> None:
+    # http.client (like requests) sends the whole body before it reads: refused early, the connection must not
+    # be reset under it (a close with unread bytes does that), so the server lingers before closing.
+    for _ in range(3):
+        conn = http.client.HTTPConnection(HOST, server.port, timeout=10)
+        try:
+            conn.request("POST", "/predict", body=b" " * size, headers={"content-type": content_type})
+            assert conn.getresponse().status == status
+        finally:
+            conn.close()
+
+
+def test_static_files_are_cacheable_and_revalidated_with_a_304(server: Server) -> None:
+    for path in ("/docs/static/swagger-ui.css", "/static/dashboard.css"):
+        first = server.request("GET", path)
+        assert first.status == 200
+        assert first.headers["cache-control"] == "public, max-age=3600"
+        again = server.request("GET", path, headers={"if-none-match": first.headers["etag"]})
+        assert again.status == 304, path
