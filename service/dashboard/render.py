@@ -130,7 +130,7 @@ accuracy by about &plusmn;3 points. The study below measures that spread.</p></s
 <section id="curves"><h2>Training curves (evaluated in eval mode after each epoch)</h2>
 <div class="grid">{charts}</div></section>
 <section id="confusion"><h2>Confusion matrices (threshold 0.5)</h2>{_confusion(report)}</section>
-{study_section(report.study, first)}
+{study_section(report.study, first, report.study_problem)}
 {MONITORING_SECTION}
 <section id="settings"><h2>Training settings</h2>{_settings(report)}</section>
 </main>

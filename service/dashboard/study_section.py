@@ -264,8 +264,13 @@ def _optional(study: StudyReport) -> str:
     return "".join(parts)
 
 
-def study_section(study: StudyReport | None, training: dict[str, Any]) -> str:
-    """The whole study section (a short note when no study has been run)."""
+def study_section(study: StudyReport | None, training: dict[str, Any], problem: str | None = None) -> str:
+    """The whole study section (a short note when no study has been run, or why its results cannot be shown)."""
+    if study is None and problem is not None:
+        return (
+            '<section id="study"><h2>Study</h2><p class="note">The study results were refused: '
+            f"{escape(problem)}.</p></section>"
+        )
     if study is None:
         return (
             '<section id="study"><h2>Study</h2><p class="note">Not run yet: <code>python -m training study</code> '

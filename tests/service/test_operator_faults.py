@@ -83,6 +83,7 @@ def test_a_study_json_that_blocks_or_is_too_big_is_reported_and_the_worker_keeps
         assert json.loads(answer.body)["study_problem"] == f"{STUDY_FILE} is 3000 bytes, over the limit of 2048"
         html = server.request("GET", "/metrics", headers={"accept": "text/html"})
         assert html.status == 200
+        assert f"The study results were refused: {STUDY_FILE} is 3000 bytes".encode() in html.body
     # Logged once per distinct problem, not once per request.
     assert server.output().count(f"study results: {STUDY_FILE} is not a regular file") == 1
 

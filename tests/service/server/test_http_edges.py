@@ -125,3 +125,21 @@ def test_static_files_are_cacheable_and_revalidated_with_a_304(server: Server) -
         assert first.headers["cache-control"] == "public, max-age=3600"
         again = server.request("GET", path, headers={"if-none-match": first.headers["etag"]})
         assert again.status == 304, path
+
+
+def test_a_v2_shape_of_absurd_dimensions_is_a_413_not_a_500(server: Server) -> None:
+    # Dimensions of 2,200 digits: their product has over 4,300, too many for Python to print in a message.
+    dim = int("9" * 2_200)
+    body = json.dumps({"inputs": [{"name": "features", "shape": [dim, dim], "datatype": "FP64", "data": []}]})
+    answer = server.request("POST", "/v2/models/batchnorm/infer", body.encode(), {"content-type": "application/json"})
+    assert answer.status == 413, answer.body
+    assert b"a dimension of the shape is over the limit" in answer.body
+
+
+def test_the_openapi_document_does_not_tell_that_admin_keys_exist(model_dir: Path, tmp_path: Path) -> None:
+    key = "k" * 40
+    with running(tmp_path, model_dir, ADMIN_API_KEYS=key, ACCESS_LOG="0") as admin:
+        headers = {"authorization": f"Bearer {key}"}
+        paths = json.loads(admin.request("GET", "/openapi.json", headers=headers).body)["paths"]
+        assert not [path for path in paths if path.startswith("/admin")]
+        assert admin.request("POST", "/admin/reload", headers=headers).status == 200
