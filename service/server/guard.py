@@ -54,7 +54,13 @@ class GuardedHttpToolsProtocol(AnswerGuard):
         self.pool = pool_of(server_state)
         self.phase = Phase.HEAD
         self.body_bytes = 0  # of the unfinished body, counted in the pool
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # a lingering close's end (service/server/output.py)
+        # The deadline of the phase that waits on the client, and the one timer that watches it: armed for at most
+        # the shortest timeout, it fires no later than any deadline a later phase sets, so a phase change only
+        # writes `_due`, and a request on a kept-alive connection creates and cancels no timer.
+        self._due: float | None = None
+        self._phase_timer: asyncio.TimerHandle | None = None
+        self._tick = min(self.limits.header_timeout_s, self.limits.body_timeout_s, float(self.timeout_keep_alive))
         self._send_timer: asyncio.TimerHandle | None = None
         self._unread = 0  # answer bytes counted in the pool's output budget while the transport is paused
         self._phase_start = self._last_byte = self.loop.time()
@@ -77,10 +83,11 @@ class GuardedHttpToolsProtocol(AnswerGuard):
     def _wait(self, phase: Phase, seconds: float | None = None) -> None:
         """Enter a phase that waits on the client: newest in the pool, with its deadline."""
         self.phase = phase
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(seconds, self._deadline) if seconds is not None else None
-        self._phase_start = self.loop.time()
+        now = self.loop.time()
+        self._due = None if seconds is None else now + seconds
+        if seconds is not None and self._phase_timer is None:
+            self._phase_timer = self.loop.call_later(min(seconds, self._tick), self._check_deadline)
+        self._phase_start = now
         self._arrived = 0
         self.pool.forget(self)
         (self.pool.idle if phase is Phase.IDLE else self.pool.waiting)[self] = None
@@ -95,10 +102,23 @@ class GuardedHttpToolsProtocol(AnswerGuard):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._due = None
         self.pool.forget(self)
 
+    def _check_deadline(self) -> None:
+        """The phase timer fired: act on a deadline that has passed, else watch the one still ahead."""
+        self._phase_timer = None
+        due = self._due
+        if due is None or self.transport.is_closing():
+            return
+        remaining = due - self.loop.time()
+        if remaining > 0:
+            self._phase_timer = self.loop.call_later(min(remaining, self._tick), self._check_deadline)
+            return
+        self._due = None
+        self._deadline()
+
     def _deadline(self) -> None:
-        self._timer = None
         if self.transport.is_closing():
             return
         if self.phase is Phase.HEAD:
@@ -165,6 +185,9 @@ class GuardedHttpToolsProtocol(AnswerGuard):
         """Forget the connection."""
         self._count_unread(0)
         self._leave_pool()
+        if self._phase_timer is not None:
+            self._phase_timer.cancel()
+            self._phase_timer = None
         self._release_body()
         super().connection_lost(exc)
 
