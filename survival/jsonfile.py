@@ -12,7 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-# Far above any checkpoint metadata or study file this project writes (a 1000-epoch study is under 1 MiB).
+# Far above any checkpoint metadata or study file this project writes (the largest, the full study with every part,
+# is results/study.json).
 MAX_JSON_BYTES: Final[int] = 16 * 1024 * 1024
 
 

@@ -24,8 +24,8 @@ from service.state import AppState
 from survival.features import FloatArray
 from survival.variants import VariantName
 
-# While a big body is handled in a thread, the event loop waits for the GIL at every wake-up, up to Python's
-# switch interval (5 ms by default) each time; at 0.5 ms small requests keep their latency (bench/bench_mixed.py).
+# While a big body is handled in a thread, the event loop waits for the GIL at every wake-up, up to Python's switch
+# interval each time; a short one keeps small requests' latency while batches run (bench/bench_mixed.py).
 GIL_SWITCH_INTERVAL_S: Final[float] = 0.0005
 
 
