@@ -28,10 +28,14 @@ class ApiError(Exception):
         self.errors = errors or []
 
 
+def error_content(detail: str, errors: list[ErrorItem] | None = None) -> dict[str, Any]:
+    """The body every error uses, as JSON-ready data (at most MAX_ERRORS_LISTED problems)."""
+    return ErrorResponse(detail=detail, errors=(errors or [])[:MAX_ERRORS_LISTED]).model_dump(exclude_none=True)
+
+
 def error_response(status: int, detail: str, errors: list[ErrorItem] | None = None) -> JSONResponse:
     """The JSON body every error uses."""
-    body = ErrorResponse(detail=detail, errors=(errors or [])[:MAX_ERRORS_LISTED])
-    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
+    return JSONResponse(status_code=status, content=error_content(detail, errors))
 
 
 def clean_message(error: Any) -> str:

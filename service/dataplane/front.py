@@ -20,9 +20,8 @@ from service.dataplane.head import RequestHead
 from service.dataplane.predict import PredictCodec
 from service.dataplane.v2 import V2Codec
 from service.dataplane.v2 import error_body as v2_error_body
-from service.errors import ApiError
+from service.errors import ApiError, error_content
 from service.note import RequestNote
-from service.schemas import ErrorResponse
 from service.server.one_write import RESPOND
 from service.state import AppState
 
@@ -51,8 +50,7 @@ def match(path: str) -> RouteMatch | None:
 
 def api_error_body(exc: ApiError) -> bytes:
     """The API's error body (ASCII JSON: a lone surrogate a client sent is escaped, never a failure)."""
-    content = ErrorResponse(detail=exc.detail, errors=exc.errors[:20]).model_dump(exclude_none=True)
-    return json.dumps(content).encode()
+    return json.dumps(error_content(exc.detail, exc.errors)).encode()
 
 
 class DataPlane:

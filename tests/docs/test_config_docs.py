@@ -7,17 +7,16 @@ its field: the generator's naming rules are checked against pydantic-settings it
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from support.paths import REPO_DIR
+from support.tools import load_tool
 
 from service.config import Settings
 
@@ -25,18 +24,7 @@ GENERATOR = REPO_DIR / "tools" / "gen_config_docs.py"
 PAGE = REPO_DIR / "docs" / "configuration.md"
 
 
-def load_generator() -> ModuleType:
-    """tools/gen_config_docs.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("gen_config_docs", GENERATOR)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = load_generator()
+gen = load_tool("gen_config_docs")
 
 
 def probe_value(field: Any, default: Any) -> tuple[str, Any]:

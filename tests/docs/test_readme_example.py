@@ -7,27 +7,12 @@ time stamp, aside; on another CPU the last digits may differ, as the README says
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from support.paths import REPO_DIR
+from support.tools import load_tool
 
-
-def load_generator() -> ModuleType:
-    """tools/gen_readme_example.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("gen_readme_example", REPO_DIR / "tools" / "gen_readme_example.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = load_generator()
+gen = load_tool("gen_readme_example")
 
 
 @pytest.fixture(scope="module")
