@@ -9,6 +9,8 @@ from typing import Final, Literal
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.champion import AnswerMode
+
 # Settings whose values are secrets: an error about them never echoes the value.
 SECRET_SETTINGS = frozenset({"api_keys", "admin_api_keys"})
 
@@ -186,16 +188,71 @@ class KeySettings(BaseSettings):
     )
 
 
+class StoreSettings(BaseSettings):
+    """The prediction store, outcomes fed back, the live comparison and the champion (service/store/)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    store_url: str = Field(
+        default="sqlite:///var/predictions.db",
+        min_length=1,
+        description="Where every prediction is recorded: a SQLAlchemy URL, sqlite:///PATH (relative to the working "
+        "directory; four slashes for an absolute path) for one machine, postgresql+psycopg://... for several "
+        "replicas; `none` turns recording off (and with it /feedback and /comparison).",
+    )
+    store_flush_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Each worker writes its queued predictions at least this often (what a kill -9 can lose).",
+    )
+    store_queue_max: int = Field(
+        default=200_000,
+        ge=1_000,
+        description="Predictions a worker holds for the database; past it new ones are dropped and counted "
+        "(store_dropped_total), the answers still go out.",
+    )
+    store_retention_rows: int | None = Field(
+        default=10_000_000, ge=1_000, description="Most predictions kept; older ones (and their outcomes) go."
+    )
+    store_retention_days: float | None = Field(
+        default=None, gt=0, description="Predictions older than this many days (and their outcomes) go; unset: kept."
+    )
+    store_connect_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="Longest wait for the database on one connection attempt."
+    )
+    answer: AnswerMode = Field(
+        default="both",
+        description="Which model answers /predict: both, or a champion (the other still scores every request as "
+        "the shadow); PUT /admin/champion changes it at run time on every worker and replica.",
+    )
+    control_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="Seconds between a worker's reads of the shared champion in the store.",
+    )
+    comparison_window: int = Field(
+        default=1_000,
+        ge=10,
+        le=1_000_000,
+        description="GET /comparison: the most recent labelled predictions it also reports apart, and the "
+        "recent unlabelled ones it estimates each model's accuracy on.",
+    )
+    max_feedback_outcomes: int = Field(default=100_000, ge=1, description="Most outcomes in one POST /feedback.")
+
+
 SECTIONS: Final[tuple[type[BaseSettings], ...]] = (
     ModelSettings,
     MonitorSettings,
+    StoreSettings,
     ServerSettings,
     LogSettings,
     KeySettings,
 )
 
 
-class Settings(KeySettings, LogSettings, ServerSettings, MonitorSettings, ModelSettings):
+class Settings(KeySettings, LogSettings, ServerSettings, StoreSettings, MonitorSettings, ModelSettings):
     """Every knob of the service, in named sections; each field is read from the environment variable of its name."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")

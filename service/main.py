@@ -25,6 +25,7 @@ from service.access_log import AccessLog
 from service.apidocs import STATIC_DIR as DOCS_STATIC_DIR
 from service.apidocs import install_docs
 from service.auth import KeyCheck, KeyRing
+from service.champion import Champion
 from service.config import Settings, SettingsError, get_settings
 from service.dataplane.core import GIL_SWITCH_INTERVAL_S
 from service.dataplane.front import DataPlane, match
@@ -39,6 +40,8 @@ from service.schemas import Passenger, PassengerBatch
 from service.server.lifecycle import die_with_launcher, fail_start, install_drain
 from service.state import AppState, PairHolder, state_of
 from service.static_files import BoundedStaticFiles
+from service.store import recording
+from service.store.metrics import StoreMetrics
 from service.study_cache import StudyCache
 from service.telemetry import ControlMiddleware, Telemetry
 from service.v2 import routes as v2_routes
@@ -104,6 +107,8 @@ def build_state(settings: Settings) -> AppState:
         study=StudyCache(settings.model_dir / STUDY_FILE, settings.study_max_bytes, settings.file_read_timeout_s),
         # Registered once per app (a lifespan may run more than once, in tests).
         monitor_gauges=MonitoringGauges(telemetry.registry) if settings.monitor else None,
+        champion=Champion(settings.answer),
+        store_metrics=StoreMetrics(telemetry.registry) if recording(settings.store_url) else None,
     )
     pair.on_swap(follow_swaps(state.lifecycle))
     return state
@@ -125,6 +130,20 @@ def lifespan_of(state: AppState, exit_on_load_error: bool, freeze_heap: bool) ->
                 raise
             fail_start(f"cannot load the models: {exc}")  # one clear line instead of a traceback
         state.lifecycle.monitor = start_monitor(settings, pair, state.monitor_gauges)
+        if state.store_metrics is not None:
+            # Imported only with the store on: SQLAlchemy is most of a worker's start-up imports.
+            from service.store.database import StoreError
+            from service.store.store import open_store
+
+            try:
+                store = open_store(settings, state.store_metrics, state.champion)
+            except StoreError as exc:
+                if not exit_on_load_error:
+                    raise
+                fail_start(str(exc))
+            if store is not None:
+                store.start()
+                state.lifecycle.store = store
         state.reloader.start_serving(pair)
         if freeze_heap:
             # A full (generation 2) collection walks every tracked object, and after start-up the app and its
@@ -138,6 +157,10 @@ def lifespan_of(state: AppState, exit_on_load_error: bool, freeze_heap: bool) ->
         async with polling(state.reloader, settings.reload_poll_s):
             yield
         state.pair.retire()
+        if state.lifecycle.store is not None:
+            # The queued predictions are written before the exit (SIGTERM); a kill -9 loses at most a flush interval.
+            state.lifecycle.store.close(settings.graceful_timeout_s / 2)
+            state.lifecycle.store = None
         state.telemetry.retire()
         state.lifecycle.monitor = None
         if state.access_log is not None:

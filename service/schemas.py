@@ -94,6 +94,9 @@ class ServedVersion(BaseModel):
 class PredictionRow(BaseModel):
     """One passenger's answers, one per requested model, and which missing values were filled."""
 
+    id: str = Field(
+        description="The prediction's id, `<request id>/<row>` (rows from 0): what POST /feedback names it by."
+    )
     batchnorm: ModelPrediction | None = None
     plain: ModelPrediction | None = None
     filled: list[Literal["fare", "age"]] | None = Field(
@@ -106,6 +109,7 @@ class PredictionRow(BaseModel):
 class PredictResponse(BaseModel):
     """Predictions in input order; each row holds the answer of every requested model."""
 
+    request_id: str = Field(description="The request's id: its X-Request-ID when sane, else a generated one.")
     predictions: list[PredictionRow]
     passenger_ids: list[str] | None = Field(default=None, description="Present when the input was CSV.")
     models: dict[VariantName, ServedVersion]

@@ -17,6 +17,7 @@ import anyio
 
 from service.access_log import AccessLog
 from service.auth import KeyRing
+from service.champion import Champion
 from service.config import Settings
 from service.errors import ApiError
 from service.pair import ServedPair
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from service.monitoring.gauges import MonitoringGauges
     from service.monitoring.monitor import Monitor
     from service.reload import Reloader
+    from service.store.metrics import StoreMetrics
+    from service.store.store import Store
     from service.study_cache import StudyCache
 
 logger = logging.getLogger("service")
@@ -80,10 +83,12 @@ class PairHolder:
 
 @dataclass
 class Lifecycle:
-    """What changes over a worker's life besides the pair: the drain after a SIGTERM and the input monitor."""
+    """What changes over a worker's life besides the pair: the drain after a SIGTERM, the input monitor and the
+    prediction store (opened when the app starts, closed when it stops)."""
 
     draining: bool = False
     monitor: Monitor | None = None
+    store: Store | None = None
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,14 @@ class AppState:
     reloader: Reloader
     study: StudyCache
     monitor_gauges: MonitoringGauges | None
+    champion: Champion
+    store_metrics: StoreMetrics | None
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Big request bodies are handled one at a time, off the event loop.
     batch_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    # Threads that may wait on the store at once (feedback, the comparison, the champion): a slow database holds
+    # these, never the threads that FastAPI's other routes and the batch work run in.
+    store_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
 
     def readiness(self) -> Readiness:
         """What the state says of taking traffic: GET /ready and /v2/health/ready."""

@@ -49,7 +49,7 @@ def fit_preprocessing(raw: FloatArray, *, standardize: bool = False) -> Preproce
     fitted = Preprocessing(age_fill=age_fill, fare_fill=fare_fill)
     if not standardize:
         return fitted
-    filled = _fill(raw, fitted)
+    filled = fill_missing(raw, fitted)
     std = filled.std(axis=0)
     # A constant column would divide by zero; leave it unscaled instead.
     std[std == 0] = 1.0
@@ -73,7 +73,7 @@ def preprocess(raw: FloatArray, prep: Preprocessing) -> FloatArray:
     """Turn raw rows (columns FEATURES, NaN for a missing Fare or Age) into model inputs; a pure function."""
     if raw.ndim != 2 or raw.shape[1] != len(FEATURES):
         raise ValueError(f"expected an (n, {len(FEATURES)}) array of {', '.join(FEATURES)}, got shape {raw.shape}")
-    out = _fill(raw, prep)
+    out = fill_missing(raw, prep)
     if prep.standardize:
         if prep.mean is None or prep.std is None:
             raise ValueError("preprocessing says standardize but has no fitted mean/std")
@@ -81,7 +81,8 @@ def preprocess(raw: FloatArray, prep: Preprocessing) -> FloatArray:
     return out
 
 
-def _fill(raw: FloatArray, prep: Preprocessing) -> FloatArray:
+def fill_missing(raw: FloatArray, prep: Preprocessing) -> FloatArray:
+    """Raw rows with a missing Fare or Age filled as the models see them (before any scaling); a new array."""
     out = np.array(raw, dtype=np.float64, copy=True)
     # The common case, nothing to fill, with one ufunc call: a NaN anywhere makes the sum NaN (the rules admit only
     # finite values, so no inf - inf can fake one).

@@ -21,8 +21,10 @@ from service.errors import ApiError
 from service.note import RequestNote
 from service.pair import ServedPair
 from service.state import AppState
+from service.store import recording
+from service.store.records import Served
 from survival.features import FloatArray
-from survival.variants import VariantName
+from survival.variants import VARIANTS, VariantName
 
 # While a big body is handled in a thread, the event loop waits for the GIL at every wake-up, up to Python's switch
 # interval each time; a short one keeps small requests' latency while batches run (bench/bench_mixed.py).
@@ -60,6 +62,16 @@ class Decoded(Protocol):
         """The models that answer, in the answer's order."""
         ...
 
+    @property
+    def request_id(self) -> str | None:
+        """The request's id when the body names one (the V2 `id`), else None."""
+        ...
+
+    @property
+    def passenger_ids(self) -> list[str] | None:
+        """The passengers' PassengerIds when the body carried them."""
+        ...
+
 
 JobT = TypeVar("JobT")
 OutT = TypeVar("OutT", bound=Decoded)
@@ -78,8 +90,10 @@ class Codec(Protocol[JobT, OutT]):
         """The body's passengers (4xx naming each problem)."""
         ...
 
-    def encode(self, job: JobT, decoded: OutT, pair: ServedPair, probs: dict[VariantName, FloatArray]) -> Answer:
-        """The answer."""
+    def encode(
+        self, job: JobT, decoded: OutT, pair: ServedPair, probs: dict[VariantName, FloatArray], request_id: str
+    ) -> Answer:
+        """The answer (`probs` holds the answering models only)."""
         ...
 
 
@@ -88,8 +102,10 @@ class Computed:
     """What one computation produced, and how long each stage took."""
 
     answer: Answer
-    raw: FloatArray
-    names: tuple[VariantName, ...]
+    decoded: Decoded
+    request_id: str
+    # Every scored model's probabilities: the answering ones, and with the store on the shadow too.
+    probs: dict[VariantName, FloatArray]
     seconds: list[float] = field(default_factory=list)
 
 
@@ -131,6 +147,8 @@ class InferenceCore:
         self.max_body_bytes = settings.max_body_bytes
         self.inline_max_bytes = settings.inline_max_bytes
         self.queue = BatchQueue(settings.batch_queue_max, settings.batch_queue_max_bytes)
+        # With the store on, both models score every request (one fused network), so the store can compare them.
+        self.recording = recording(settings.store_url)
 
     async def infer(
         self,
@@ -152,31 +170,43 @@ class InferenceCore:
             # the GIL with the loop, which keeps serving small requests. The bodies waiting for it are bounded.
             with self.queue.place(len(body)):
                 computed = await anyio.to_thread.run_sync(
-                    compute, codec, job, body, pair, limiter=self.state.batch_limiter
+                    compute, codec, job, body, pair, note.request_id, self.recording, limiter=self.state.batch_limiter
                 )
         else:
-            computed = compute(codec, job, body, pair)
-        rows = computed.raw.shape[0]
+            computed = compute(codec, job, body, pair, note.request_id, self.recording)
+        decoded = computed.decoded
+        raw, names = decoded.raw, decoded.names
+        rows = raw.shape[0]
         telemetry = self.state.telemetry
         telemetry.observe_stages(codec.protocol, computed.seconds)
-        for name in computed.names:
+        for name in names:
             telemetry.count_predictions(name, rows)
-        note.rows, note.models, note.run_id = rows, computed.names, pair.run_id
-        monitor = self.state.lifecycle.monitor
-        if monitor is not None:
-            monitor.observe(computed.raw)  # only passengers that passed the input rules reach this line
+        note.request_id = computed.request_id
+        note.rows, note.models, note.run_id = rows, names, pair.run_id
+        lifecycle = self.state.lifecycle
+        if lifecycle.monitor is not None:
+            lifecycle.monitor.observe(raw)  # only passengers that passed the input rules reach this line
+        if lifecycle.store is not None:
+            lifecycle.store.record(
+                Served(computed.request_id, time.time(), raw, computed.probs, names, pair, decoded.passenger_ids)
+            )
         return computed.answer
 
 
-def compute(codec: Codec[JobT, OutT], job: JobT, body: bytes, pair: ServedPair) -> Computed:
+def compute(
+    codec: Codec[JobT, OutT], job: JobT, body: bytes, pair: ServedPair, request_id: str, score_both: bool
+) -> Computed:
     """Decode, predict, encode, each stage timed: pure CPU work, safe in a thread."""
     clock = time.perf_counter
     start = clock()
     decoded = codec.decode(job, body, pair)
+    request_id = decoded.request_id or request_id
     decoded_at = clock()
-    probs = pair.predict(decoded.raw, decoded.names)
+    names = decoded.names
+    probs = pair.predict(decoded.raw, VARIANTS if score_both else names)
     predicted_at = clock()
-    answer = codec.encode(job, decoded, pair, probs)
+    answering = probs if len(names) == len(probs) else {name: probs[name] for name in names}
+    answer = codec.encode(job, decoded, pair, answering, request_id)
     encoded_at = clock()
     seconds = [decoded_at - start, predicted_at - decoded_at, encoded_at - predicted_at]
-    return Computed(answer, decoded.raw, decoded.names, seconds)
+    return Computed(answer, decoded, request_id, probs, seconds)

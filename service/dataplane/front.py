@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.auth import CHALLENGE, refusal
 from service.dataplane.core import Answer, BusyError, InferenceCore, RouteMatch
+from service.dataplane.feedback import FEEDBACK_ROUTE, FeedbackHandler
 from service.dataplane.head import RequestHead
 from service.dataplane.predict import PredictCodec
 from service.dataplane.v2 import V2Codec
@@ -39,6 +40,8 @@ def match(path: str) -> RouteMatch | None:
     """The data route a path names, or None (FastAPI answers it)."""
     if path == PREDICT_ROUTE.template:
         return PREDICT_ROUTE
+    if path == FEEDBACK_ROUTE.template:
+        return FEEDBACK_ROUTE
     if path.startswith(V2_PREFIX) and path.endswith(V2_SUFFIX):
         parts = path[len(V2_PREFIX) : -len(V2_SUFFIX)].split("/")
         if len(parts) == 1 and parts[0]:
@@ -59,13 +62,14 @@ class DataPlane:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self.core = InferenceCore(state)
-        self.predict = PredictCodec(state.settings.max_batch_size)
+        self.predict = PredictCodec(state.settings.max_batch_size, state.champion)
         self.v2 = V2Codec(state.settings.max_batch_size)
+        self.feedback = FeedbackHandler(state)
         self.check_keys = state.keys.enabled
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, route: RouteMatch, note: RequestNote) -> None:
         """Answer one request on a data route."""
-        is_v2 = route is not PREDICT_ROUTE
+        is_v2 = route is not PREDICT_ROUTE and route is not FEEDBACK_ROUTE
         extra = b""
         note.body_read = False  # until the core has read it all
         try:
@@ -83,6 +87,8 @@ class DataPlane:
             query = scope["query_string"]
             if is_v2:
                 answer = await self.core.infer(self.v2, head, receive, query, route, note)
+            elif route is FEEDBACK_ROUTE:
+                answer = await self.feedback.handle(head, receive, query, note)
             else:
                 answer = await self.core.infer(self.predict, head, receive, query, route, note)
         except ApiError as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl
 
+from service.champion import Champion
 from service.dataplane.core import Answer, RouteMatch
 from service.dataplane.head import RequestHead
 from service.errors import MAX_ERRORS_LISTED, ApiError, summary
@@ -48,14 +49,25 @@ class PredictDecoded:
         """The passengers' raw rows."""
         return self.parsed.raw
 
+    @property
+    def request_id(self) -> None:
+        """A /predict body never names the request (its id is X-Request-ID's, or generated)."""
+        return None
+
+    @property
+    def passenger_ids(self) -> list[str] | None:
+        """The CSV's PassengerIds."""
+        return self.parsed.passenger_ids
+
 
 class PredictCodec:
     """POST /predict."""
 
     protocol = "predict"
 
-    def __init__(self, max_batch: int) -> None:
+    def __init__(self, max_batch: int, champion: Champion) -> None:
         self.max_batch = max_batch
+        self.champion = champion
 
     def prepare(self, head: RequestHead, pair: ServedPair, query: bytes, route: RouteMatch) -> PredictJob:
         """The query's `model`, the Accept header and the Content-Type, all checked before the body is read."""
@@ -75,7 +87,10 @@ class PredictCodec:
             raise ApiError(415, f"Content-Encoding {clip(encoding)} is not supported; send the body uncompressed")
         if want_csv and not csv_body:
             raise ApiError(406, "a CSV answer (Accept: text/csv) needs CSV input with a PassengerId column")
-        names: tuple[VariantName, ...] = (model or "batchnorm",) if want_csv else ((model,) if model else VARIANTS)
+        # A request that names no model gets the champion's answer (ANSWER; both by default; a CSV answer has one
+        # Survived column, batchnorm's unless a champion is set).
+        default = self.champion.names
+        names: tuple[VariantName, ...] = (model,) if model else (default[:1] if want_csv else default)
         return PredictJob(csv_body, names, want_csv, self.max_batch)
 
     def decode(self, job: PredictJob, body: bytes, pair: ServedPair) -> PredictDecoded:
@@ -86,12 +101,17 @@ class PredictCodec:
         return PredictDecoded(parsed, job.names)
 
     def encode(
-        self, job: PredictJob, decoded: PredictDecoded, pair: ServedPair, probs: dict[VariantName, FloatArray]
+        self,
+        job: PredictJob,
+        decoded: PredictDecoded,
+        pair: ServedPair,
+        probs: dict[VariantName, FloatArray],
+        request_id: str,
     ) -> Answer:
         """The PredictResponse JSON, or the submission CSV."""
         if job.want_csv:
             return Answer(200, CSV_HEAD, submission_csv(decoded.parsed, probs[job.names[0]]).encode())
-        return Answer(200, JSON_HEAD, json_answer(pair, decoded.parsed, probs))
+        return Answer(200, JSON_HEAD, json_answer(pair, decoded.parsed, probs, request_id))
 
 
 def model_parameter(query: bytes) -> VariantName | None:
@@ -113,7 +133,9 @@ def model_parameter(query: bytes) -> VariantName | None:
     raise ApiError(422, f"model: {message}", [ErrorItem(field="model", message=message)])
 
 
-def json_answer(pair: ServedPair, parsed: ParsedPassengers, probs: dict[VariantName, FloatArray]) -> bytes:
+def json_answer(
+    pair: ServedPair, parsed: ParsedPassengers, probs: dict[VariantName, FloatArray], request_id: str
+) -> bytes:
     """The PredictResponse body, written directly.
 
     For 10,000 rows, building a dict per prediction and handing it to json.dumps costs several
@@ -129,10 +151,14 @@ def json_answer(pair: ServedPair, parsed: ParsedPassengers, probs: dict[VariantN
     marks = [""] * parsed.raw.shape[0]
     for i, fields in filled_fields(parsed.raw).items():
         marks[i] = ',"filled":' + json.dumps(list(fields), separators=(",", ":"))
-    predictions = ",".join("{" + ",".join(row) + mark + "}" for *row, mark in zip(*pieces, marks, strict=True))
+    # A request id is plain characters (service/note.py's SANE_REQUEST_ID), so it needs no escaping.
+    ids = [f'{{"id":"{request_id}/{i}",' for i in range(len(marks))]
+    predictions = ",".join(
+        first + ",".join(row) + mark + "}" for first, *row, mark in zip(ids, *pieces, marks, strict=True)
+    )
     models = pair.versions_json[tuple(probs)]
-    ids = f',"passenger_ids":{json.dumps(parsed.passenger_ids)}' if parsed.passenger_ids is not None else ""
-    return f'{{"predictions":[{predictions}],"models":{models}{ids}}}'.encode()
+    passengers = f',"passenger_ids":{json.dumps(parsed.passenger_ids)}' if parsed.passenger_ids is not None else ""
+    return f'{{"request_id":"{request_id}","predictions":[{predictions}],"models":{models}{passengers}}}'.encode()
 
 
 def submission_csv(parsed: ParsedPassengers, probs: FloatArray) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Final
 from service.dataplane.core import Answer, RouteMatch
 from service.dataplane.head import RequestHead
 from service.errors import ApiError
+from service.note import SANE_REQUEST_ID
 from service.pair import ServedModel, ServedPair
 from service.v2 import codec
 from service.v2.inputs import raw_rows
@@ -55,7 +56,8 @@ class V2Decoded:
     raw: FloatArray
     names: tuple[VariantName, ...]
     wanted: dict[str, bool]
-    id: str | None
+    request_id: str | None
+    passenger_ids: None = None
 
 
 class V2Codec:
@@ -88,19 +90,23 @@ class V2Codec:
         unknown = [n for n in wanted if n not in OUTPUT_NAMES]
         if unknown:
             codec.bad_request(f"unknown output {unknown[0][:64]!r}; this model gives {PROBABILITY}, {SURVIVED}")
+        if decoded.id is not None and SANE_REQUEST_ID.fullmatch(decoded.id) is None:
+            # The request's id names its predictions (`<id>/<row>`) and goes back in X-Request-ID.
+            codec.bad_request(f"id must be 1 to 128 letters, digits, '.', '_', ':' or '-' (got {decoded.id[:64]!r})")
         raw = raw_rows(decoded.inputs, job.max_batch)
         return V2Decoded(raw, (job.served.name,), wanted, decoded.id)
 
-    def encode(self, job: V2Job, decoded: V2Decoded, pair: ServedPair, probs: dict[VariantName, FloatArray]) -> Answer:
-        """The InferenceResponse: JSON, or JSON followed by the binary outputs."""
+    def encode(
+        self, job: V2Job, decoded: V2Decoded, pair: ServedPair, probs: dict[VariantName, FloatArray], request_id: str
+    ) -> Answer:
+        """The InferenceResponse (its `id` the request's id): JSON, or JSON followed by the binary outputs."""
         column = probs[job.served.name]
         if not any(decoded.wanted.values()) and column.shape[0] <= JSON_DIRECT_ROWS:
-            return Answer(200, JSON_HEAD, json_answer(job.served, decoded, pair, column))
+            return Answer(200, JSON_HEAD, json_answer(job.served, decoded, pair, column, request_id))
         computed = {PROBABILITY: ("FP64", column), SURVIVED: ("BOOL", column >= DECISION_THRESHOLD)}
         tensors = [codec.OutputTensor(n, *computed[n]) for n in decoded.wanted]
         answer: dict[str, Any] = {"model_name": job.served.name, "model_version": job.served.version}
-        if decoded.id is not None:
-            answer["id"] = decoded.id
+        answer["id"] = request_id
         answer["parameters"] = {"run_id": pair.run_id}
         binary = {n for n, as_binary in decoded.wanted.items() if as_binary}
         content, headers = codec.encode(answer, tensors, binary)
@@ -108,7 +114,9 @@ class V2Codec:
         return Answer(200, head, content)
 
 
-def json_answer(served: ServedModel, decoded: V2Decoded, pair: ServedPair, column: FloatArray) -> bytes:
+def json_answer(
+    served: ServedModel, decoded: V2Decoded, pair: ServedPair, column: FloatArray, request_id: str
+) -> bytes:
     """The InferenceResponse of a few rows with every output inline, written directly: the same JSON as
     `codec.encode` writes (names, versions and run ids are plain characters; a float's repr is JSON's), without
     building the dictionaries for json.dumps."""
@@ -121,9 +129,8 @@ def json_answer(served: ServedModel, decoded: V2Decoded, pair: ServedPair, colum
         f'{{"name":"{name}","datatype":"{data[name][0]}","shape":[{len(values)}],"data":[{data[name][1]}]}}'
         for name in decoded.wanted
     )
-    request_id = f',"id":{json.dumps(decoded.id)}' if decoded.id is not None else ""
     return (
-        f'{{"model_name":"{served.name}","model_version":"{served.version}"{request_id},'
+        f'{{"model_name":"{served.name}","model_version":"{served.version}","id":"{request_id}",'
         f'"parameters":{{"run_id":"{pair.run_id}"}},"outputs":[{outputs}]}}'
     ).encode()
 

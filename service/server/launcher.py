@@ -24,6 +24,7 @@ from service.auth import KeyRing
 from service.config import Settings, SettingsError, read_settings
 from service.server.config import ServiceConfig
 from service.server.metrics_dir import metrics_directory
+from service.store import recording
 
 SETTINGS_FAILURE = 2
 
@@ -125,6 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"error: cannot load the models: {exc}", file=sys.stderr, flush=True)
         return 1
+    if recording(settings.store_url):
+        # The schema is brought to this code's version here, once, before any worker starts (service/store/).
+        from service.store.database import StoreError
+        from service.store.store import prepare
+
+        try:
+            print(f"service: {prepare(settings)}", file=sys.stderr, flush=True)
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 1
     raise_file_limit()
     if settings.port:
         base = f"http://{settings.host}:{settings.port}"

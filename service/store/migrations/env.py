@@ -1,0 +1,12 @@
+"""Alembic's environment: runs the migrations on the connection service/store/migrate.py hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from service.store.tables import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,78 @@
+"""What GET /comparison and GET /monitoring read from the store, as NumPy arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from service.store.tables import outcomes, predictions
+from survival.features import FloatArray
+
+
+@dataclass(frozen=True)
+class ComparisonRows:
+    """Every labelled prediction's two probabilities and outcome (oldest first), the most recent unlabelled
+    predictions' probabilities, and how many predictions the store holds."""
+
+    labelled_batchnorm: FloatArray
+    labelled_plain: FloatArray
+    survived: FloatArray
+    unlabelled_batchnorm: FloatArray
+    unlabelled_plain: FloatArray
+    n_predictions: int
+
+
+def comparison_rows(engine: sa.Engine, window: int) -> ComparisonRows:
+    """One consistent read of what the comparison needs (the labelled rows come from one table, in time order)."""
+    with engine.connect() as connection:
+        # The driver's cursor directly: a hundred thousand rows through SQLAlchemy's Row objects cost more than
+        # the statistics computed on them (bench/bench_store.py).
+        cursor = connection.exec_driver_sql(
+            "SELECT p_batchnorm, p_plain, survived FROM outcomes ORDER BY predicted_at, request_id, row_index"
+        )
+        labelled = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 3)
+        n_predictions = connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one()
+        recent = (
+            sa.select(predictions.c.p_batchnorm, predictions.c.p_plain)
+            .where(
+                ~sa.exists().where(
+                    outcomes.c.request_id == predictions.c.request_id, outcomes.c.row_index == predictions.c.row_index
+                )
+            )
+            .order_by(predictions.c.at.desc())
+            .limit(window)
+        )
+        unlabelled = np.array(connection.execute(recent).all(), dtype=np.float64).reshape(-1, 2)
+    return ComparisonRows(
+        labelled_batchnorm=labelled[:, 0],
+        labelled_plain=labelled[:, 1],
+        survived=labelled[:, 2],
+        unlabelled_batchnorm=unlabelled[::-1, 0],
+        unlabelled_plain=unlabelled[::-1, 1],
+        n_predictions=int(n_predictions),
+    )
+
+
+@dataclass(frozen=True)
+class RecentInputs:
+    """The inputs (as received) of the most recent predictions of one run, oldest first, and the oldest's time."""
+
+    raw: FloatArray
+    since: float | None
+
+
+def recent_inputs(engine: sa.Engine, run_id: str, limit: int) -> RecentInputs:
+    """The last `limit` passengers the run answered, on every worker and replica (GET /monitoring's window)."""
+    query = (
+        sa.select(predictions.c.pclass, predictions.c.fare, predictions.c.age, predictions.c.at)
+        .where(predictions.c.run_id == run_id)
+        .order_by(predictions.c.at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    # NULL (a value the request did not give) becomes NaN, what the monitor's tests read as missing.
+    table = np.array([(r[0], r[1], r[2], r[3]) for r in rows], dtype=np.float64).reshape(-1, 4)[::-1]
+    return RecentInputs(raw=np.ascontiguousarray(table[:, :3]), since=float(table[0, 3]) if len(rows) else None)

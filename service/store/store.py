@@ -1,0 +1,170 @@
+"""The store as the app uses it: open (engine, schema check, writer), record, feedback, read, switch, close."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import sqlalchemy as sa
+
+from service.champion import AnswerMode, Champion, answer_mode
+from service.config import Settings
+from service.errors import ApiError
+from service.store import control, retention
+from service.store.database import StoreError, first_line, make_engine, shown, store_url
+from service.store.metrics import StoreMetrics
+from service.store.outcomes import UNKNOWN, Outcome, Recorded, record_outcomes
+from service.store.reads import ComparisonRows, RecentInputs, comparison_rows, recent_inputs
+from service.store.records import Served
+from service.store.tables import SCHEMA_REVISION
+from service.store.writer import PeriodicJob, PredictionWriter
+
+logger = logging.getLogger("service.store")
+RETENTION_EVERY_S: Final[float] = 300.0
+# A concurrent writer may hold SQLite's lock past its busy timeout; an outcome write is tried this many times.
+FEEDBACK_ATTEMPTS: Final[int] = 3
+
+
+@dataclass
+class Store:
+    """One worker's handle on the store."""
+
+    engine: sa.Engine
+    writer: PredictionWriter
+    metrics: StoreMetrics
+    champion: Champion
+    settings: Settings
+
+    @property
+    def shown_url(self) -> str:
+        """STORE_URL without its password."""
+        return shown(self.engine.url)
+
+    def start(self) -> None:
+        """Start the writer's thread and its periodic jobs (the champion's poll, retention)."""
+        settings = self.settings
+        self.writer.jobs = [PeriodicJob("reading the champion", settings.control_poll_s, self.follow_champion)]
+        if settings.store_retention_rows is not None or settings.store_retention_days is not None:
+            self.writer.jobs.append(PeriodicJob("retention", RETENTION_EVERY_S, self.enforce_retention))
+        self.writer.start()
+
+    def record(self, served: Served) -> None:
+        """Queue one answered request (on the event loop)."""
+        self.writer.record(served)
+
+    def follow_champion(self) -> None:
+        """Answer with the champion the store names (its thread; every worker and replica polls)."""
+        stored = control.read_setting(self.engine, control.CHAMPION)
+        mode = answer_mode(stored) if stored is not None else None
+        if mode is not None and self.champion.set(mode):
+            logger.info("answering with %s (the champion in the store)", mode)
+
+    def switch_champion(self, mode: AnswerMode) -> None:
+        """Make `mode` the champion of every worker and replica (in a thread); this worker follows at once."""
+        control.write_setting(self.engine, control.CHAMPION, mode)
+        self.champion.set(mode)
+
+    def enforce_retention(self) -> None:
+        """Delete what STORE_RETENTION_ROWS / _DAYS no longer keep."""
+        deleted = retention.enforce(
+            self.engine, self.settings.store_retention_rows, self.settings.store_retention_days, time.time()
+        )
+        if deleted:
+            logger.info("prediction store: retention deleted %d predictions", deleted)
+
+    def feedback(self, given: list[Outcome]) -> Recorded:
+        """Record outcomes atomically (in a thread); ApiError naming each problem, nothing recorded."""
+        # This worker's own queue first, so a prediction answered a moment ago is found.
+        self.writer.flush(self.settings.store_flush_interval_s * 4)
+        waited = False
+        for attempt in range(1, FEEDBACK_ATTEMPTS + 1):
+            try:
+                recorded = record_outcomes(self.engine, given)
+            except ApiError as exc:
+                if waited or exc.status != 422 or not all(e.message.startswith(UNKNOWN) for e in exc.errors):
+                    raise
+                # Another worker's queue may still hold them: one flush interval later they are written.
+                waited = True
+                time.sleep(self.settings.store_flush_interval_s * 2)
+                continue
+            except sa.exc.IntegrityError:
+                raise ApiError(409, "another request recorded outcomes for the same predictions; send again") from None
+            except sa.exc.OperationalError as exc:
+                if attempt == FEEDBACK_ATTEMPTS:
+                    logger.warning("prediction store: an outcome write failed: %s", first_line(exc))
+                    unavailable = "the prediction store is unavailable; nothing was recorded, send again"
+                    raise ApiError(503, unavailable) from None
+                continue
+            self.metrics.outcomes.inc(recorded.labelled)
+            return recorded
+        raise ApiError(503, "the prediction store is busy; nothing was recorded, send again")
+
+    def comparison_rows(self) -> ComparisonRows:
+        """What the comparison needs (in a thread)."""
+        return comparison_rows(self.engine, self.settings.comparison_window)
+
+    def recent_inputs(self, run_id: str) -> RecentInputs:
+        """The monitoring window of the run, read from the store (in a thread)."""
+        return recent_inputs(self.engine, run_id, self.settings.monitor_window)
+
+    def close(self, timeout_s: float) -> None:
+        """Write what is queued (SIGTERM), then release the connections."""
+        self.writer.close(timeout_s)
+        self.engine.dispose()
+
+
+def schema_version(engine: sa.Engine) -> str | None:
+    """The revision Alembic recorded in the database (None: an empty database)."""
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return None
+        version: str | None = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return version
+
+
+def ensure_schema(engine: sa.Engine) -> str:
+    """Bring the schema to this code's version when it is not there (Alembic, locked); a word on what it did."""
+    try:
+        before = schema_version(engine)
+        if before == SCHEMA_REVISION:
+            return "ready"
+        from service.store.migrate import upgrade  # Alembic is imported only when there is a migration to run
+
+        upgrade(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"STORE_URL={shown(engine.url)}: cannot reach the store: {first_line(exc)}") from None
+    return f"schema {before or 'empty'} -> {SCHEMA_REVISION}"
+
+
+def prepare(settings: Settings) -> str | None:
+    """Check STORE_URL and bring the schema to this code's version (the launcher, once, before any worker); a
+    line saying what it did, or None when recording is off. StoreError with one line when it cannot."""
+    url = store_url(settings.store_url)
+    if url is None:
+        return None
+    engine = make_engine(url, settings.store_connect_timeout_s)
+    try:
+        change = ensure_schema(engine)
+    finally:
+        engine.dispose()
+    return f"prediction store at {shown(url)} ({change})"
+
+
+def open_store(settings: Settings, metrics: StoreMetrics, champion: Champion) -> Store | None:
+    """This worker's store (None with STORE_URL=none); StoreError when it cannot be reached or migrated."""
+    url = store_url(settings.store_url)
+    if url is None:
+        return None
+    engine = make_engine(url, settings.store_connect_timeout_s)
+    try:
+        # The launcher migrated already; `uvicorn service.main:app` and tests may come here first.
+        ensure_schema(engine)
+    except StoreError:
+        engine.dispose()
+        raise
+    writer = PredictionWriter(
+        engine, metrics, flush_interval_s=settings.store_flush_interval_s, queue_max=settings.store_queue_max
+    )
+    return Store(engine=engine, writer=writer, metrics=metrics, champion=champion, settings=settings)

@@ -1,0 +1,231 @@
+"""One worker's queue of answered requests and the thread that writes them to the store in batches.
+
+A request only appends to a deque (`record`); nothing on the event loop waits for the database. The thread wakes
+every STORE_FLUSH_INTERVAL_S, writes what is queued in one transaction, and also runs the store's periodic jobs
+(the champion's poll, retention). When the database is slow or down the answers still go out: the queue is bounded
+in rows, a failed batch is retried a few times, and what is given up is counted (`store_dropped_total`) and logged
+at most once per LOG_EVERY_S.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from service.store.database import first_line, placeholder
+from service.store.metrics import StoreMetrics
+from service.store.records import PREDICTION_COLUMNS, Served, prediction_rows
+
+logger = logging.getLogger("service.store")
+# A batch the database refused is tried this many times (one flush interval apart) before it is dropped.
+MAX_ATTEMPTS: Final[int] = 3
+# At most one log line per this many seconds about predictions that could not be written.
+LOG_EVERY_S: Final[float] = 60.0
+# Rows per INSERT transaction: bounds one transaction's size (and a SQLite writer's lock) after a backlog.
+ROWS_PER_TRANSACTION: Final[int] = 20_000
+
+
+@dataclass
+class PeriodicJob:
+    """Work the writer's thread runs every `every_s` seconds (its failures are logged, never raised)."""
+
+    name: str
+    every_s: float
+    run: Callable[[], None]
+    due: float = 0.0
+
+
+@dataclass
+class Pending:
+    """Rows taken from the queue and not yet written, with the attempts made so far."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    runs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    attempts: int = 0
+
+
+class PredictionWriter:
+    """Queues answered requests (event loop) and writes them in batches (its own thread)."""
+
+    def __init__(self, engine: sa.Engine, metrics: StoreMetrics, *, flush_interval_s: float, queue_max: int) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.flush_interval_s = flush_interval_s
+        self.queue_max = queue_max
+        self.jobs: list[PeriodicJob] = []
+        self._queue: deque[Served] = deque()
+        # Rows accepted (written by the event loop only) and rows finished, written or dropped (by the writer
+        # only): each counter has one writer, so the depth needs no lock on the request's path.
+        self._accepted = 0
+        self._finished = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._progress = threading.Condition()
+        self._pending = Pending()
+        self._known_runs: set[str] = set()
+        self._unreported: dict[str, int] = {}
+        self._last_report = 0.0
+        self._sql = insert_statements(engine)
+        self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Rows accepted and not yet written or dropped."""
+        return self._accepted - self._finished
+
+    def record(self, served: Served) -> None:
+        """Queue one answered request (on the event loop: an append, or a count when the queue is full)."""
+        if self.depth + served.rows > self.queue_max:
+            self._drop("queue_full", served.rows)
+            return
+        self._accepted += served.rows
+        self._queue.append(served)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every row accepted before the call is written or dropped; False when the wait ran out."""
+        target = self._accepted
+        self._wake.set()
+        deadline = time.monotonic() + timeout_s
+        with self._progress:
+            while self._finished < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._progress.wait(min(left, self.flush_interval_s))
+        return True
+
+    def close(self, timeout_s: float) -> None:
+        """Write what is queued and stop the thread (SIGTERM); what is still queued after `timeout_s` is logged."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        if self.depth:
+            logger.error("prediction store: %d predictions were not written before the exit", self.depth)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            self._write_queued(final=stopping)
+            self._run_jobs()
+            if stopping:
+                return
+
+    def _write_queued(self, *, final: bool) -> None:
+        # Rows a failed write left are sent again first; at the exit (`final`) every batch is tried until it is
+        # written or dropped, otherwise a failed one waits for the next wake-up.
+        while True:
+            pending = self._pending
+            while self._queue and len(pending.rows) < ROWS_PER_TRANSACTION:
+                served = self._queue.popleft()
+                pending.rows.extend(prediction_rows(served))
+                run_id = served.pair.run_id
+                if run_id not in self._known_runs:
+                    models = served.pair.models
+                    pending.runs[run_id] = (models["batchnorm"].version, models["plain"].version)
+            if not pending.rows:
+                return
+            if not self._write(pending) and not final:
+                return
+
+    def _write(self, pending: Pending) -> bool:
+        start = time.perf_counter()
+        try:
+            with self.engine.begin() as connection:
+                for run_id, (bn, plain) in pending.runs.items():
+                    connection.exec_driver_sql(self._sql.run, (run_id, bn, plain, time.time()))
+                result = connection.exec_driver_sql(self._sql.prediction, pending.rows)
+                inserted = result.rowcount
+        except sa.exc.SQLAlchemyError as exc:
+            pending.attempts += 1
+            if pending.attempts < MAX_ATTEMPTS:
+                self._report(f"a write failed (attempt {pending.attempts} of {MAX_ATTEMPTS}): {first_line(exc)}")
+                return False
+            self._report(f"a write failed {MAX_ATTEMPTS} times, its predictions are dropped: {first_line(exc)}")
+            self._finish(pending, 0, "write_failed")
+            return False
+        self.metrics.write_seconds.observe(time.perf_counter() - start)
+        self._known_runs.update(pending.runs)
+        self._finish(pending, inserted if inserted >= 0 else len(pending.rows), "duplicate_id")
+        return True
+
+    def _finish(self, pending: Pending, written: int, reason: str) -> None:
+        rows = len(pending.rows)
+        self.metrics.written.inc(written)
+        if written < rows:
+            self._drop(reason, rows - written)
+        self._pending = Pending()
+        with self._progress:
+            self._finished += rows
+            self._progress.notify_all()
+        self.metrics.queue_depth.set(self.depth)
+
+    def _drop(self, reason: str, rows: int) -> None:
+        self.metrics.dropped.labels(reason).inc(rows)
+        self._unreported[reason] = self._unreported.get(reason, 0) + rows
+
+    def _report(self, problem: str | None = None) -> None:
+        now = time.monotonic()
+        if now - self._last_report < LOG_EVERY_S:
+            return
+        self._last_report = now
+        dropped = ", ".join(f"{n} ({reason})" for reason, n in self._unreported.items())
+        self._unreported = {}
+        logger.warning(
+            "prediction store: %s; dropped since the last report: %s; answers still go out",
+            problem or "writing again",
+            dropped or "none",
+        )
+
+    def _run_jobs(self) -> None:
+        now = time.monotonic()
+        if self._unreported:
+            self._report()
+        self.metrics.queue_depth.set(self.depth)
+        for job in self.jobs:
+            if now < job.due:
+                continue
+            job.due = now + job.every_s
+            try:
+                job.run()
+            except sa.exc.SQLAlchemyError as exc:
+                logger.warning("prediction store: %s failed: %s", job.name, first_line(exc))
+            except Exception:
+                logger.exception("prediction store: %s failed", job.name)
+
+
+@dataclass(frozen=True)
+class InsertStatements:
+    """The writer's two statements, written once for the engine's driver."""
+
+    prediction: str
+    run: str
+
+
+def insert_statements(engine: sa.Engine) -> InsertStatements:
+    """INSERTs that skip a row whose key exists (a request id a client used twice; a run another worker wrote)."""
+    mark = placeholder(engine)
+
+    def insert(table: str, columns: tuple[str, ...]) -> str:
+        values = ", ".join([mark] * len(columns))
+        if engine.dialect.name == "sqlite":
+            return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({values})"
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT DO NOTHING"
+
+    return InsertStatements(
+        prediction=insert("predictions", PREDICTION_COLUMNS),
+        run=insert("runs", ("run_id", "version_batchnorm", "version_plain", "first_served_at")),
+    )
