@@ -1,4 +1,5 @@
-"""Shared fixtures (tiny checkpoints trained once per session, the reference data) and the system marker's rule."""
+"""Shared fixtures (tiny checkpoints trained once per session, the reference data, a private PostgreSQL server) and
+the system marker's rule."""
 
 from __future__ import annotations
 
@@ -11,11 +12,29 @@ import pytest
 from support.paths import FIXTURE_EPOCHS, KAGGLE_DIR, SHIPPED_CSV_PATH, need
 
 if TYPE_CHECKING:
+    from support.postgres import PostgresServer
+
     from training.data import Dataset
 
 # The system marker (pyproject.toml): a test that starts a process, nginx, Docker or a browser. An unmarked test that
 # tries is stopped here, so `pytest -m "not system"` stays the fast in-process loop it claims to be.
 _POPEN_INIT = subprocess.Popen.__init__
+# Fixtures that start a process. A session fixture starts it in the first test that requests it, so a test that
+# uses one later would start none itself and pass the rule above unmarked: collection refuses that instead.
+PROCESS_FIXTURES = frozenset({"postgres_server", "postgres_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses a fixture of PROCESS_FIXTURES is marked `system`."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("system") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"these tests use a fixture that starts a process but have no `system` marker: {unmarked}"
+        )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -83,3 +102,30 @@ def dataset() -> Dataset:
     from training.data import load_csv
 
     return load_csv(SHIPPED_CSV_PATH)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for the session (tests/support/postgres.py), never the system cluster: stopped
+    and removed at the end. Use postgres_url for a database; restart() for durability tests."""
+    from support.postgres import NO_POSTGRES_USER, NOT_INSTALLED, find_binaries, find_owner, private_server
+
+    binaries, owner = find_binaries(), find_owner()
+    need(binaries is not None, NOT_INSTALLED)
+    need(owner is not None, NO_POSTGRES_USER)
+    assert binaries is not None
+    assert owner is not None
+    with private_server(binaries, owner) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database on postgres_server, dropped after the test."""
+    from support.postgres import drop_database, fresh_database
+
+    url = fresh_database(postgres_server)
+    yield url
+    if not postgres_server.running:  # the test stopped it (a durability test that failed between stop and start)
+        postgres_server.start()
+    drop_database(postgres_server, url)
