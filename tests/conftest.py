@@ -3,7 +3,10 @@ the system marker's rule."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +18,17 @@ if TYPE_CHECKING:
     from support.postgres import PostgresServer
 
     from training.data import Dataset
+
+# Every app and server the tests start records its predictions into one throwaway SQLite store (a test of the store
+# names its own), never into ./var of the checkout or a database the developer's STORE_URL points at.
+_STORE_DIR = tempfile.mkdtemp(prefix="titanic-test-store-")
+os.environ["STORE_URL"] = f"sqlite:///{_STORE_DIR}/predictions.db"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The throwaway store goes with the session."""
+    shutil.rmtree(_STORE_DIR, ignore_errors=True)
+
 
 # The system marker (pyproject.toml): a test that starts a process, nginx, Docker or a browser. An unmarked test that
 # tries is stopped here, so `pytest -m "not system"` stays the fast in-process loop it claims to be.
