@@ -21,6 +21,7 @@ from support.app import app_client
 from support.paths import REPO_DIR, need
 
 from service.config import Settings
+from service.store.database import sqlite_path, store_url
 from training.cli import train_parser
 
 pytestmark = pytest.mark.system  # every test here starts a process, nginx, Docker or a browser
@@ -75,8 +76,8 @@ def dockerfile_stage(target: str) -> str:
     return match.group(1)
 
 
-def test_there_is_a_kserve_overlay() -> None:
-    assert [p.name for p in OVERLAYS] == ["kserve"]
+def test_there_are_the_kserve_and_postgres_overlays() -> None:
+    assert [p.name for p in OVERLAYS] == ["kserve", "postgres"]
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: p.name)
@@ -230,3 +231,81 @@ def test_timeouts_fit_the_services_own(rendered: dict[str, list[Manifest]]) -> N
     pod = api_pod(rendered["base"])
     pre_stop = int(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][1])
     assert pod["terminationGracePeriodSeconds"] > pre_stop + settings.graceful_timeout_s
+
+
+def image_env(name: str) -> str:
+    """A variable the api stage of the Dockerfile sets with ENV."""
+    match = re.search(rf"^\s+{name}=(\S+)", dockerfile_stage("api"), re.MULTILINE)
+    assert match, f"the api stage sets no {name}"
+    return match.group(1)
+
+
+def test_the_sqlite_store_is_in_a_writable_directory_everywhere(rendered: dict[str, list[Manifest]]) -> None:
+    """The image, compose and the base put the SQLite file in a directory the non-root API can write to."""
+    image = image_env("STORE_URL")
+    parsed = store_url(image)
+    assert parsed is not None
+    image_dir = sqlite_path(parsed)
+    assert image_dir is not None, image
+    assert image_dir.is_absolute(), image
+    # The directory exists in the image, owned by the API's user (the chown that a new named volume inherits).
+    assert re.search(
+        rf"mkdir -p .*{image_dir.parent}.* && chown app:app .*{image_dir.parent}", dockerfile_stage("runtime")
+    )
+    compose = yaml.safe_load((REPO_DIR / "docker-compose.yml").read_text())
+    api = compose["services"]["api"]
+    assert api["read_only"] is True
+    assert api["environment"]["STORE_URL"] == f"${{STORE_URL:-{image}}}"
+    volumes = dict(volume.split(":", 1) for volume in api["volumes"])
+    assert volumes["store"] == str(image_dir.parent)  # a named volume, writable (no :ro)
+    assert "store" in compose["volumes"]
+    pods = {
+        "base": api_pod(rendered["base"]),
+        "kserve": one(rendered["kserve"], "InferenceService")["spec"]["predictor"],
+    }
+    for name, pod in pods.items():
+        [container] = pod["containers"]
+        settings = one(rendered[name], "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])["data"]
+        assert settings["STORE_URL"] == image
+        [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == str(image_dir.parent)]
+        assert not mount.get("readOnly", False)
+        [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert set(volume) == {"name", "emptyDir"}, volume
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True  # the store's mount is the way
+
+
+POSTGRES_DIR = KUBE_DIR / "overlays" / "postgres"
+
+
+def test_the_postgres_overlay_takes_store_url_from_a_secret_it_does_not_hold(
+    rendered: dict[str, list[Manifest]], tmp_path: Path
+) -> None:
+    postgres = rendered["postgres"]
+    assert not [m for m in postgres if m["kind"] == "Secret"], "the overlay must not ship a Secret"
+    [container] = api_pod(postgres)["containers"]
+    [variable] = [e for e in container["env"] if e["name"] == "STORE_URL"]
+    reference = variable["valueFrom"]["secretKeyRef"]
+    # The example Secret: the name and key the overlay reads, valid, and a placeholder, not a password.
+    example_file = POSTGRES_DIR / "secret.example.yaml"
+    example = yaml.safe_load(example_file.read_text())
+    assert (example["kind"], example["metadata"]["name"]) == ("Secret", reference["name"])
+    url = store_url(example["stringData"][reference["key"]])
+    assert url is not None
+    assert url.drivername == "postgresql+psycopg"
+    assert url.password == "REPLACE-ME"
+    assert example_file.name not in yaml.safe_load((POSTGRES_DIR / "kustomization.yaml").read_text())["resources"]
+    out = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--kubernetes-version", KUBERNETES_VERSION, str(example_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    # Everything else is the base's: the same pod but for that one variable, and valid settings.
+    base_pod = api_pod(rendered["base"])
+    pod = api_pod(postgres)
+    env = [e for e in container["env"] if e["name"] != "STORE_URL"]
+    assert {**container, "env": env, "envFrom": None} == {**base_pod["containers"][0], "envFrom": None}
+    assert {**pod, "containers": None} == {**base_pod, "containers": None}
+    settings = one(postgres, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])["data"]
+    Settings(**{k.lower(): v for k, v in {**settings, "STORE_URL": str(url)}.items()})
