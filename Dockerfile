@@ -65,10 +65,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     MODEL_DIR=/models
-# A fixed non-root uid. /models is created owned by it: Docker copies that owner into a new, empty named volume
-# mounted there, so the trainer can write its checkpoints.
+# A fixed non-root uid. /models and /data/store are created owned by it: Docker copies that owner into a new,
+# empty named volume mounted there, so the trainer can write its checkpoints and the API its prediction store.
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
-    && mkdir -p /models && chown app:app /models
+    && mkdir -p /models /data/store && chown app:app /models /data/store
 WORKDIR /app
 
 # ---- trainer ---------------------------------------------------------------------------------------------
@@ -96,10 +96,14 @@ FROM runtime AS api
 # The service and the package it shares with the trainer; not the trainer (it needs torch).
 COPY --from=api-venv /opt/venv /opt/venv
 # `python -m service` (the launcher: settings and checkpoints checked before any worker, graceful SIGTERM) on
-# every interface of the container, port 8000; WEB_CONCURRENCY sets its worker processes.
+# every interface of the container, port 8000; WEB_CONCURRENCY sets its worker processes. The prediction store
+# (docs/store.md): an SQLite file in /data/store, a directory the non-root user owns (mount a volume there to keep
+# it: the image's file system is read-only in compose and Kubernetes); STORE_URL=postgresql+psycopg://... for
+# several replicas, STORE_URL=none to record nothing.
 ENV HOST=0.0.0.0 \
     PORT=8000 \
-    WEB_CONCURRENCY=1
+    WEB_CONCURRENCY=1 \
+    STORE_URL=sqlite:////data/store/predictions.db
 USER app
 EXPOSE 8000
 # A cheap probe: one bash process and one HTTP/1.0 request to /ready, not a new Python interpreter per check.

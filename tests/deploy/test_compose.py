@@ -23,6 +23,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ SMALL_STUDY = {"STUDY_SEEDS": "3", "STUDY_FOLDS": "2"}
 # The poller checks `current` every second (RELOAD_POLL_S); a swap well within this is the target.
 RETRAIN_SWAP_S = 10
 PASSENGER = {"pclass": 3, "fare": 7.25, "age": 22}
+# Where the image's STORE_URL puts the prediction store: the compose file mounts the `store` volume there.
+STORE_DIR = "/data/store"
 STAND_IN_BASE = "python:3.11-slim"
 
 
@@ -86,10 +89,12 @@ def container_state(service: str) -> dict[str, Any]:
     return state
 
 
-def http(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    """GET (or POST JSON) and return (status, parsed JSON body)."""
+def http(url: str, body: dict[str, Any] | None = None, request_id: str | None = None) -> tuple[int, Any]:
+    """GET (or POST JSON, with this X-Request-ID) and return (status, parsed JSON body)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Accept": "application/json"})
+    if request_id is not None:
+        request.add_header("X-Request-ID", request_id)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -236,6 +241,7 @@ def test_predict_answers_both_models_with_probabilities(stack: Stack) -> None:
     status, body = http(f"{stack.base_url}/predict", PASSENGER)
     assert status == 200, body
     [row] = body["predictions"]
+    assert row.pop("id") == f"{body['request_id']}/0"
     assert sorted(row) == ["batchnorm", "plain"]
     for answer in row.values():
         assert 0 <= answer["survival_probability"] <= 1
@@ -289,13 +295,45 @@ def test_every_role_has_an_init_no_capabilities_no_privilege_gain_and_limits(sta
     assert 0 < container("study")["HostConfig"]["CpuShares"] < (container("api")["HostConfig"]["CpuShares"] or 1024)
 
 
-def test_the_api_writes_only_to_its_tmpfs(stack: Stack) -> None:
-    for path in ("/app/probe", "/opt/venv/probe", "/models/probe"):
+def test_the_api_writes_only_to_its_tmpfs_and_the_store_volume(stack: Stack) -> None:
+    for path in ("/app/probe", "/opt/venv/probe", "/models/probe", "/data/probe"):
         denied = compose("exec", "-T", "api", "touch", path)
         assert denied.returncode != 0, path
         assert "Read-only file system" in denied.stderr, denied.stderr
-    allowed = compose("exec", "-T", "api", "sh", "-c", "touch /tmp/probe && rm /tmp/probe")
-    assert allowed.returncode == 0, allowed.stderr
+    for directory in ("/tmp", STORE_DIR):
+        allowed = compose("exec", "-T", "api", "sh", "-c", f"touch {directory}/probe && rm {directory}/probe")
+        assert allowed.returncode == 0, allowed.stderr
+
+
+def store_volume(stack: Stack) -> dict[str, Any]:
+    """The api container's mount of the store directory."""
+    mounts: list[dict[str, Any]] = container("api")["Mounts"]
+    [mount] = [m for m in mounts if m["Destination"] == STORE_DIR]
+    return mount
+
+
+def test_predictions_and_their_outcomes_are_recorded_on_the_store_volume(stack: Stack) -> None:
+    mount = store_volume(stack)
+    assert (mount["Type"], mount["RW"]) == ("volume", True), mount
+    assert mount["Name"].endswith("_store"), mount
+    logs = compose("logs", "--no-color", "api").stdout
+    assert f"service: prediction store at sqlite+pysqlite:///{STORE_DIR}/predictions.db" in logs, logs
+    request_id = f"compose-{uuid.uuid4().hex}"
+    status, body = http(f"{stack.base_url}/predict", PASSENGER, request_id=request_id)
+    assert status == 200, body
+    assert body["request_id"] == request_id
+    [row] = body["predictions"]
+    outcome = {"outcomes": [{"prediction_id": row["id"], "survived": 1}]}
+    status, recorded = http(f"{stack.base_url}/feedback", outcome)
+    assert (status, recorded["labelled"]) == (200, 1), recorded
+    # The same outcome again counts once; an id the store never recorded is refused and named.
+    status, again = http(f"{stack.base_url}/feedback", outcome)
+    assert (status, again["labelled"], again["already_labelled"]) == (200, 0, 1), again
+    status, unknown = http(f"{stack.base_url}/feedback", {"outcomes": [{"prediction_id": "never/0", "survived": 0}]})
+    assert status == 422, unknown
+    assert "never/0" in json.dumps(unknown)
+    files = compose("exec", "-T", "api", "ls", STORE_DIR)
+    assert "predictions.db" in files.stdout.split(), files.stdout + files.stderr
 
 
 def test_the_published_port_is_bound_to_loopback_by_default(stack: Stack) -> None:
@@ -363,8 +401,16 @@ def test_a_retrain_reaches_the_running_api_without_a_restart(stack: Stack) -> No
     assert container_state("api")["StartedAt"] == api_started  # the same container, never restarted
 
 
-def test_second_up_reuses_the_checkpoints(stack: Stack) -> None:
-    _, before = http(f"{stack.base_url}/predict", PASSENGER)
+def answers(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A /predict answer's predictions without their ids (each request has its own)."""
+    return [{model: row[model] for model in row if model != "id"} for row in body["predictions"]]
+
+
+def test_second_up_reuses_the_checkpoints_and_keeps_the_store(stack: Stack) -> None:
+    """`down` (SIGTERM: the API writes what it has queued) and `up` again: the same run, the same store."""
+    request_id = f"compose-{uuid.uuid4().hex}"
+    _, before = http(f"{stack.base_url}/predict", PASSENGER, request_id=request_id)
+    volume = store_volume(stack)["Name"]
     env = {"API_PORT": str(stack.port)}
     down = compose("down", "-t", "10", timeout=180, env=env)  # keeps the volume
     assert down.returncode == 0, down.stderr
@@ -378,4 +424,9 @@ def test_second_up_reuses_the_checkpoints(stack: Stack) -> None:
     status, after = http(f"{stack.base_url}/predict", PASSENGER)
     assert status == 200
     assert after["models"] == before["models"]  # same run id and weights
-    assert after["predictions"] == before["predictions"]
+    assert answers(after) == answers(before)
+    # The prediction answered just before `down` is in the store the new container opens.
+    assert store_volume(stack)["Name"] == volume
+    outcome = {"outcomes": [{"prediction_id": f"{request_id}/0", "survived": 0}]}
+    status, recorded = http(f"{stack.base_url}/feedback", outcome)
+    assert (status, recorded["labelled"]) == (200, 1), recorded

@@ -255,7 +255,7 @@ def test_the_sqlite_store_is_in_a_writable_directory_everywhere(rendered: dict[s
     compose = yaml.safe_load((REPO_DIR / "docker-compose.yml").read_text())
     api = compose["services"]["api"]
     assert api["read_only"] is True
-    assert api["environment"]["STORE_URL"] == f"${{STORE_URL:-{image}}}"
+    assert api["environment"]["STORE_URL"] == f"${{API_STORE_URL:-{image}}}"
     volumes = dict(volume.split(":", 1) for volume in api["volumes"])
     assert volumes["store"] == str(image_dir.parent)  # a named volume, writable (no :ro)
     assert "store" in compose["volumes"]
