@@ -9,8 +9,10 @@ simulation: thousands of streams of two equally accurate models, and streams who
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -23,7 +25,20 @@ from statsmodels.stats.contingency_tables import mcnemar
 from service.comparison import paired
 
 REL = 1e-9
+# Past about 1074 discordant pairs 2^-(b + c) underflows, and scipy's binomial test (statsmodels' too) answers 0 for
+# tails that are still normal doubles, up to about 1e-270 (b, c = 24, 1051: 3.57e-275, the exact sum below); and a
+# subnormal p-value has lost its relative precision anyway. Where a reference says 0 or a subnormal, the p-value is
+# only required to be far below any alpha.
+NEGLIGIBLE = 1e-200
 STREAMS, STEPS, CHUNK = 2000, 5000, 500
+
+
+def assert_p_value(b: int, c: int, expected: float) -> None:
+    got = paired.mcnemar_p(b, c)
+    if expected < sys.float_info.min:
+        assert got < NEGLIGIBLE
+    else:
+        assert got == pytest.approx(expected, rel=REL)
 
 
 def reference_p(b: int, c: int) -> tuple[float, float]:
@@ -37,7 +52,15 @@ def reference_p(b: int, c: int) -> tuple[float, float]:
 @given(b=st.integers(0, 3000), c=st.integers(0, 3000))
 def test_mcnemar_p_equals_statsmodels_and_scipy(b: int, c: int) -> None:
     for expected in reference_p(b, c):
-        assert paired.mcnemar_p(b, c) == pytest.approx(expected, rel=REL, abs=1e-300)
+        assert_p_value(b, c, expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(m=st.integers(1, 1_000_000), share=st.floats(0.45, 0.5))
+def test_mcnemar_p_equals_scipy_near_the_middle_of_large_samples(m: int, share: float) -> None:
+    """Where the p-value is neither 1 nor tiny even with many discordant pairs: the regime a live comparison is in."""
+    b = round(m * share)
+    assert_p_value(b, m - b, reference_p(b, m - b)[1])
 
 
 @pytest.mark.parametrize(
@@ -60,8 +83,19 @@ def test_mcnemar_p_equals_statsmodels_and_scipy(b: int, c: int) -> None:
 )
 def test_mcnemar_p_is_exact_up_to_a_million_discordant_pairs(b: int, c: int) -> None:
     for expected in reference_p(b, c):
-        assert paired.mcnemar_p(b, c) == pytest.approx(expected, rel=REL, abs=1e-300)
+        assert_p_value(b, c, expected)
     assert paired.mcnemar_p(b, c) == paired.mcnemar_p(c, b)
+
+
+@pytest.mark.parametrize(("b", "c"), [(10, 1065), (0, 2000), (3, 40), (900, 1100), (2400, 2600), (4990, 5010)])
+def test_mcnemar_p_equals_the_exact_rational_sum(b: int, c: int) -> None:
+    """Python's integers sum the binomial coefficients exactly (in the deep tail scipy has underflowed already)."""
+    m, k = b + c, min(b, c)
+    coefficient = total = 1
+    for i in range(k):
+        coefficient = coefficient * (m - i) // (i + 1)
+        total += coefficient
+    assert paired.mcnemar_p(b, c) == pytest.approx(float(min(Fraction(1), Fraction(2 * total, 2**m))), rel=REL)
 
 
 @settings(max_examples=100, deadline=None)
