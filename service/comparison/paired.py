@@ -15,11 +15,11 @@ mean of X, (b - c) / n with b = only batchnorm right and c = only plain right.
   So |mean_t - mu~_t| < u(V_t) / t for all t at once with probability >= 1 - alpha, u the stitched boundary at
   alpha / 2 per side, mu~_t the mean of the pairs' conditional expectations so far: the accuracy difference
   on the traffic up to t, even if that drifts.
-  Why not the brief's first choice, the normal mixture for 1-sub-Gaussian X: its variance proxy is the worst
-  case Var(X) = 1, but two similar models disagree on few passengers, so Var(X) is about the discordant rate
-  (0.05-0.2). V_t tracks that: at such rates the sequence is half as wide or narrower from a few thousand pairs
-  on (tests/service/comparison/test_comparison_paired.py compares both); it is wider only below a few hundred
-  pairs or when the models disagree on most passengers.
+  Why not the paper's simpler normal mixture for 1-sub-Gaussian X: its variance proxy is the worst case
+  Var(X) = 1, but two similar models disagree on few passengers, so Var(X) is about the discordant rate. V_t
+  tracks that: with 10 % of the pairs discordant the sequence is about half as wide from a few thousand pairs on,
+  narrower still at lower rates (tests/service/comparison/test_comparison_paired.py compares both); it is wider
+  only below a few hundred pairs or when the models disagree on a large share of the passengers.
   No running intersection: mu~_t moves when the traffic drifts, and sets for different targets must not be
   intersected.
 """
@@ -45,7 +45,7 @@ STITCH_ETA: Final[float] = 2.0
 ZETA_S: Final[float] = 3.1055472779775806
 # The boundary is flat below V_MIN and grows like log log(V / V_MIN) above it. Whatever V_MIN, it never falls below
 # 23 at alpha = 0.05 (twice its linear term), so no sequence excludes 0 before two dozen discordant pairs (V_t is
-# roughly their count): V_MIN = 10 gives up nothing there and tightens the boundary a little everywhere above.
+# roughly their count): V_MIN = 10 costs little there and tightens the boundary a little everywhere above.
 # A declared constant, not fitted to any data.
 V_MIN: Final[float] = 10.0
 RANGE: Final[float] = 2.0  # X in [-1, 1]: the sub-exponential scale c = b - a
@@ -86,8 +86,9 @@ def mcnemar_p(b: int, c: int) -> float:
     m, k = b + c, min(b, c)
     if 2 * k >= m:  # b == c (or no discordant pair): the lower tail alone holds half the mass or more
         return 1.0
-    # log C(m, i) - log C(m, i - 1), i = 1..k. NumPy has no lgamma: log C(m, k) is their sum (pairwise in np.sum,
-    # so its rounding stays near 1e-10 at m = 10^6), and the tail is summed relative to its largest term, i = k.
+    # log C(m, i) - log C(m, i - 1), i = 1..k. NumPy has no lgamma: log C(m, k) is their sum (np.sum adds pairwise,
+    # which keeps its rounding inside the tests' 1e-9 at m = 10^6), and the tail is summed relative to its largest
+    # term, i = k, so no term under- or overflows.
     steps = np.arange(m, m - k, -1, dtype=np.float64)  # m - i + 1 for i = 1..k, then divided by i, in place
     steps /= np.arange(1, k + 1, dtype=np.float64)
     np.log(steps, out=steps)
