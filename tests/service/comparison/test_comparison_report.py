@@ -6,14 +6,18 @@ the confidence sequence and quote it; the JSON must hold no NaN or Infinity what
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
 
+import service.comparison
 from service.comparison.report import LabelledPairs, UnlabelledPairs, comparison_report
 from service.comparison.schemas import ComparisonReport, ModelScores
 from survival.served import DECISION_THRESHOLD
@@ -206,3 +210,17 @@ def test_every_field_of_the_report_is_described_for_openapi() -> None:
     models = [schema, *schema["$defs"].values()]
     missing = [(m["title"], k) for m in models for k, v in m["properties"].items() if "description" not in v]
     assert missing == []
+
+
+def test_the_statistics_import_only_numpy_pydantic_and_the_standard_library() -> None:
+    """No scipy, statsmodels, sklearn or torch in the serving path: every import statement of the package checked."""
+    allowed = {"numpy", "pydantic", "service", "survival", "__future__"} | set(sys.stdlib_module_names)
+    imported = set()
+    for path in Path(service.comparison.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    assert "numpy" in imported
+    assert imported <= allowed
