@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import anyio.to_thread
+import numpy as np
 import sqlalchemy as sa
 
 from service.champion import AnswerMode, Champion, answer_mode
@@ -131,7 +132,7 @@ class Store:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreUnavailableError(first_line(exc)) from None
         report = comparison_report(
-            LabelledPairs(rows.labelled_batchnorm, rows.labelled_plain, rows.survived),
+            LabelledPairs(rows.labelled_batchnorm, rows.labelled_plain, rows.survived.astype(np.int8)),
             UnlabelledPairs(rows.unlabelled_batchnorm, rows.unlabelled_plain),
             rows.n_predictions,
             self.settings.comparison_window,
