@@ -35,7 +35,7 @@ from service.monitoring.gauges import MonitoringGauges
 from service.note import RequestNote, new_note
 from service.pair import ServedPair
 from service.reload import Reloader, polling
-from service.routes import admin, health, metrics, models, monitoring, predict, runs
+from service.routes import admin, comparison, health, metrics, models, monitoring, predict, runs
 from service.schemas import Passenger, PassengerBatch
 from service.server.lifecycle import die_with_launcher, fail_start, install_drain
 from service.state import AppState, PairHolder, state_of
@@ -201,7 +201,7 @@ def create_app(
         # /admin/... exists only when someone may call it, and is left out of the public OpenAPI document, which
         # would otherwise tell anyone that admin keys are configured.
         app.include_router(admin.router, include_in_schema=False)
-    for module in (health, models, metrics, monitoring, runs):
+    for module in (health, models, metrics, monitoring, comparison, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
     per_client, sending = state.settings.static_max_large_per_client, dict[str, int]()
