@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from html import escape
 
+from service.dashboard.comparison import COMPARISON_SECTION
 from service.dashboard.monitoring import MONITORING_SECTION
 from service.dashboard.study_section import study_section
 from service.schemas import MetricsReport
@@ -82,18 +83,20 @@ SECTIONS = (
     ("confusion", "Confusion matrices"),
     ("study", "Study"),
     ("monitoring", "Input monitoring"),
+    ("comparison", "Live comparison"),
     ("settings", "Training settings"),
 )
+# The sections whose state a script shows as a badge in the bar: static/monitoring.js the drift (no drift,
+# DRIFT, ...), static/comparison.js the verdict (not shown, batchnorm better, no outcomes, off, ...).
+BADGES = {
+    "monitoring": '<span id="toc-monitoring-state" class="state" data-drift="loading"></span>',
+    "comparison": '<span id="toc-comparison-state" class="state" data-state="loading"></span>',
+}
 
 
 def _toc() -> str:
-    """The sticky navigation bar; static/monitoring.js fills the monitoring link's state (no drift, DRIFT, ...)."""
-    links = "".join(
-        f'<li><a href="#{sid}">{title}</a>'
-        + ('<span id="toc-monitoring-state" class="state" data-drift="loading"></span>' if sid == "monitoring" else "")
-        + "</li>"
-        for sid, title in SECTIONS
-    )
+    """The sticky navigation bar, with the badges the scripts fill."""
+    links = "".join(f'<li><a href="#{sid}">{title}</a>{BADGES.get(sid, "")}</li>' for sid, title in SECTIONS)
     return f'<nav id="toc" aria-label="Sections of this page"><ul>{links}</ul></nav>'
 
 
@@ -132,6 +135,7 @@ accuracy by about &plusmn;3 points. The study below measures that spread.</p></s
 <section id="confusion"><h2>Confusion matrices (threshold 0.5)</h2>{_confusion(report)}</section>
 {study_section(report.study, first, report.study_problem)}
 {MONITORING_SECTION}
+{COMPARISON_SECTION}
 <section id="settings"><h2>Training settings</h2>{_settings(report)}</section>
 </main>
 <script type="application/json" id="dashboard-data">{payload}</script>
@@ -139,5 +143,6 @@ accuracy by about &plusmn;3 points. The study below measures that spread.</p></s
 <script src="/static/dashboard.js"></script>
 <script src="/static/study.js"></script>
 <script src="/static/monitoring.js"></script>
+<script src="/static/comparison.js"></script>
 </body></html>
 """

@@ -99,7 +99,7 @@ def test_the_contents_bar_reaches_every_section_and_stays_in_view(server_url: st
     )
     links = browser.find_elements(By.CSS_SELECTOR, "#toc a")
     targets = [str(link.get_attribute("href")).rsplit("#", 1)[1] for link in links]
-    assert targets == ["metrics", "curves", "confusion", "study", "monitoring", "settings"]
+    assert targets == ["metrics", "curves", "confusion", "study", "monitoring", "comparison", "settings"]
     sections = [s.get_attribute("id") for s in browser.find_elements(By.CSS_SELECTOR, "main > section")]
     assert sections == targets  # every section is listed, in page order
     toc = browser.find_element(By.ID, "toc")
