@@ -165,11 +165,12 @@ class Store:
         metrics.sequence.labels("upper").set(high)
         metrics.mcnemar_p.set(nan_if_none(paired.mcnemar_p))
 
-    def recent_inputs(self, run_id: str) -> RecentInputs | None:
-        """The monitoring window of the run, read from the store (in a thread); None when the store cannot be read
-        (logged), and the worker's own window stands in."""
+    def recent_inputs(self, run_ids: tuple[str, ...]) -> RecentInputs | None:
+        """The monitoring window (the runs' last MONITOR_WINDOW passengers), read from the store (in a thread); None
+        when the store cannot be read (logged), and the worker's own window stands in."""
+        self.writer.flush(self.settings.store_flush_interval_s * 4)  # this worker's latest passengers count too
         try:
-            return recent_inputs(self.engine, run_id, self.settings.monitor_window)
+            return recent_inputs(self.engine, run_ids, self.settings.monitor_window)
         except sa.exc.SQLAlchemyError as exc:
             logger.warning("prediction store: cannot read the monitoring window: %s", first_line(exc))
             return None
