@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Final
@@ -24,11 +25,13 @@ from service.store.outcomes import UNKNOWN, Recorded, record_outcomes
 from service.store.reads import RecentInputs, comparison_rows, recent_inputs
 from service.store.records import Outcome, Served
 from service.store.tables import SCHEMA_REVISION
-from service.store.writer import PeriodicJob, PredictionWriter
+from service.store.writer import PeriodicJob, PredictionWriter, run_job
 from survival.variants import VARIANTS
 
 logger = logging.getLogger("service.store")
 RETENTION_EVERY_S: Final[float] = 300.0
+# The first pass soon after start (a restart after a long stop may find a store well over its bounds).
+RETENTION_FIRST_S: Final[float] = 10.0
 # GET /comparison reuses a comparison this recent instead of reading the store again; a scrape, one up to
 # SCRAPE_MAX_AGE_S old (the gauges move with outcomes, which come back over hours, not seconds).
 COMPARISON_MAX_AGE_S: Final[float] = 1.0
@@ -48,6 +51,7 @@ class Store:
     settings: Settings
     _comparison_lock: anyio.Lock = field(default_factory=anyio.Lock)
     _last_comparison: tuple[float, ComparisonReport] | None = None
+    _closing: threading.Event = field(default_factory=threading.Event)
 
     @property
     def shown_url(self) -> str:
@@ -55,12 +59,20 @@ class Store:
         return shown(self.engine.url)
 
     def start(self) -> None:
-        """Start the writer's thread and its periodic jobs (the champion's poll, retention)."""
+        """Start the writer's thread (with the champion's poll) and retention's own thread."""
         settings = self.settings
         self.writer.jobs = [PeriodicJob("reading the champion", settings.control_poll_s, self.follow_champion)]
-        if settings.store_retention_rows is not None or settings.store_retention_days is not None:
-            self.writer.jobs.append(PeriodicJob("retention", RETENTION_EVERY_S, self.enforce_retention))
         self.writer.start()
+        if settings.store_retention_rows is not None or settings.store_retention_days is not None:
+            # Its own thread: a long delete never delays the writer's next batch.
+            threading.Thread(target=self._retain, name="store-retention", daemon=True).start()
+
+    def _retain(self) -> None:
+        job = PeriodicJob("retention", RETENTION_EVERY_S, self.enforce_retention)
+        wait = RETENTION_FIRST_S
+        while not self._closing.wait(wait):
+            run_job(job)
+            wait = job.every_s
 
     def record(self, served: Served) -> None:
         """Queue one answered request (on the event loop)."""
@@ -165,17 +177,19 @@ class Store:
         metrics.sequence.labels("upper").set(high)
         metrics.mcnemar_p.set(nan_if_none(paired.mcnemar_p))
 
-    def recent_inputs(self, run_id: str) -> RecentInputs | None:
-        """The monitoring window of the run, read from the store (in a thread); None when the store cannot be read
-        (logged), and the worker's own window stands in."""
+    def recent_inputs(self, run_ids: tuple[str, ...]) -> RecentInputs | None:
+        """The monitoring window (the runs' last MONITOR_WINDOW passengers), read from the store (in a thread); None
+        when the store cannot be read (logged), and the worker's own window stands in."""
+        self.writer.flush(self.settings.store_flush_interval_s * 4)  # this worker's latest passengers count too
         try:
-            return recent_inputs(self.engine, run_id, self.settings.monitor_window)
+            return recent_inputs(self.engine, run_ids, self.settings.monitor_window)
         except sa.exc.SQLAlchemyError as exc:
             logger.warning("prediction store: cannot read the monitoring window: %s", first_line(exc))
             return None
 
     def close(self, timeout_s: float) -> None:
         """Write what is queued (SIGTERM), then release the connections."""
+        self._closing.set()
         self.writer.close(timeout_s)
         self.engine.dispose()
 

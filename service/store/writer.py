@@ -2,7 +2,7 @@
 
 A request only appends to a deque (`record`); nothing on the event loop waits for the database. The thread wakes
 every STORE_FLUSH_INTERVAL_S, writes what is queued in one transaction, and also runs the store's periodic jobs
-(the champion's poll, retention). When the database is slow or down the answers still go out: the queue is bounded
+(the champion's poll). When the database is slow or down the answers still go out: the queue is bounded
 in rows, a failed batch is retried a few times, and what is given up is counted (`store_dropped_total`) and logged
 at most once per LOG_EVERY_S.
 """
@@ -119,8 +119,13 @@ class PredictionWriter:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             stopping = self._stop.is_set()
-            self._write_queued(final=stopping)
-            self._run_jobs()
+            try:
+                self._write_queued(final=stopping)
+                self._run_jobs()
+            except Exception:
+                # A bug here must not end the thread: the queue would fill and every later prediction be dropped.
+                logger.exception("prediction store: the writer failed; it goes on with the next batch")
+                self._finish(self._pending, 0, "write_failed")
             if stopping:
                 return
 
@@ -199,12 +204,17 @@ class PredictionWriter:
             if now < job.due:
                 continue
             job.due = now + job.every_s
-            try:
-                job.run()
-            except sa.exc.SQLAlchemyError as exc:
-                logger.warning("prediction store: %s failed: %s", job.name, first_line(exc))
-            except Exception:
-                logger.exception("prediction store: %s failed", job.name)
+            run_job(job)
+
+
+def run_job(job: PeriodicJob) -> None:
+    """Run a periodic job once; a failure is logged (a database error in one line), never raised."""
+    try:
+        job.run()
+    except sa.exc.SQLAlchemyError as exc:
+        logger.warning("prediction store: %s failed: %s", job.name, first_line(exc))
+    except Exception:
+        logger.exception("prediction store: %s failed", job.name)
 
 
 @dataclass(frozen=True)
