@@ -334,6 +334,12 @@ def test_predictions_and_their_outcomes_are_recorded_on_the_store_volume(stack: 
     assert "never/0" in json.dumps(unknown)
     files = compose("exec", "-T", "api", "ls", STORE_DIR)
     assert "predictions.db" in files.stdout.split(), files.stdout + files.stderr
+    # The comparison reads that store (computed at most once a second: it may lag the outcome by that much).
+    deadline = time.monotonic() + 10
+    while (report := http(f"{stack.base_url}/comparison"))[1].get("n_labelled", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert report[0] == 200, report
+    assert report[1]["n_labelled"] >= 1, report
 
 
 def test_the_published_port_is_bound_to_loopback_by_default(stack: Stack) -> None:
