@@ -19,7 +19,7 @@ from service.errors import ApiError
 from service.note import RequestNote
 from service.parsing import CSV_TYPES, JSON_TYPES
 from service.state import AppState
-from service.store.outcomes import Outcome
+from service.store.records import Outcome
 from survival.rules import clip
 
 FEEDBACK_ROUTE: Final[RouteMatch] = RouteMatch("/feedback")

@@ -171,9 +171,10 @@ class Monitor:
             self.window.clear()
         return keep
 
-    def report(self) -> MonitoringReport:
-        """Run every test on the window now (and update the gauges)."""
-        rows, oldest = self.window.snapshot()
+    def report(self, shared: tuple[FloatArray, float | None] | None = None) -> MonitoringReport:
+        """Run every test on the window now (and update the gauges): this worker's own window, or the `shared`
+        one (the rows and the oldest's time) every worker and replica reads from the store."""
+        rows, oldest = self.window.snapshot() if shared is None else shared
         run = self._run
         window = WindowInfo(
             size=rows.shape[0],

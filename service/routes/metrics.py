@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from service.dashboard.render import render_dashboard
 from service.deps import PairDep, StateDep, TelemetryDep
+from service.monitoring import current_report
 from service.negotiation import preferred
 from service.pair import ServedModel, ServedPair
 from service.schemas import MetricsReport, ModelMetrics
@@ -86,5 +87,5 @@ async def prometheus(pair: PairDep, state: StateDep, telemetry: TelemetryDep) ->
     for name, served in pair.models.items():
         telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
     if state.lifecycle.monitor is not None:
-        state.lifecycle.monitor.report()  # sets the monitoring gauges from this worker's window
+        await current_report(state)  # sets the monitoring gauges
     return Response(telemetry.exposition(), media_type=EXPOSITION_TYPE)

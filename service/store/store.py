@@ -12,14 +12,15 @@ import sqlalchemy as sa
 from service.champion import AnswerMode, Champion, answer_mode
 from service.config import Settings
 from service.errors import ApiError
-from service.store import control, retention
+from service.store import StoreUnavailableError, control, retention
 from service.store.database import StoreError, first_line, make_engine, shown, store_url
 from service.store.metrics import StoreMetrics
-from service.store.outcomes import UNKNOWN, Outcome, Recorded, record_outcomes
+from service.store.outcomes import UNKNOWN, Recorded, record_outcomes
 from service.store.reads import ComparisonRows, RecentInputs, comparison_rows, recent_inputs
-from service.store.records import Served
+from service.store.records import Outcome, Served
 from service.store.tables import SCHEMA_REVISION
 from service.store.writer import PeriodicJob, PredictionWriter
+from survival.variants import VARIANTS
 
 logger = logging.getLogger("service.store")
 RETENTION_EVERY_S: Final[float] = 300.0
@@ -60,11 +61,22 @@ class Store:
         mode = answer_mode(stored) if stored is not None else None
         if mode is not None and self.champion.set(mode):
             logger.info("answering with %s (the champion in the store)", mode)
+        self.show_champion()
 
     def switch_champion(self, mode: AnswerMode) -> None:
-        """Make `mode` the champion of every worker and replica (in a thread); this worker follows at once."""
-        control.write_setting(self.engine, control.CHAMPION, mode)
+        """Make `mode` the champion of every worker and replica (in a thread); this worker follows at once.
+        StoreUnavailableError when the store cannot be written (nothing changed)."""
+        try:
+            control.write_setting(self.engine, control.CHAMPION, mode)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailableError(first_line(exc)) from None
         self.champion.set(mode)
+        self.show_champion()
+
+    def show_champion(self) -> None:
+        """The answer_champion gauge: 1 for each model answering /predict now."""
+        for name in VARIANTS:
+            self.metrics.champion.labels(name).set(1 if name in self.champion.names else 0)
 
     def enforce_retention(self) -> None:
         """Delete what STORE_RETENTION_ROWS / _DAYS no longer keep."""
@@ -105,9 +117,14 @@ class Store:
         """What the comparison needs (in a thread)."""
         return comparison_rows(self.engine, self.settings.comparison_window)
 
-    def recent_inputs(self, run_id: str) -> RecentInputs:
-        """The monitoring window of the run, read from the store (in a thread)."""
-        return recent_inputs(self.engine, run_id, self.settings.monitor_window)
+    def recent_inputs(self, run_id: str) -> RecentInputs | None:
+        """The monitoring window of the run, read from the store (in a thread); None when the store cannot be read
+        (logged), and the worker's own window stands in."""
+        try:
+            return recent_inputs(self.engine, run_id, self.settings.monitor_window)
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning("prediction store: cannot read the monitoring window: %s", first_line(exc))
+            return None
 
     def close(self, timeout_s: float) -> None:
         """Write what is queued (SIGTERM), then release the connections."""
