@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -59,7 +60,9 @@ def followed_by_every_worker(
         answers = on_every_worker(sender(server, f"{prefix}-{attempt}"), shared, scratch, since=before)
         if all(answering(answer) == models for answer in answers):
             return answers
-        assert time.monotonic() < deadline, f"not every worker answers with {models} after {FOLLOW_S:.0f} s"
+        if time.monotonic() > deadline:
+            seen = Counter(" and ".join(sorted(answering(answer))) for answer in answers)
+            raise AssertionError(f"not every worker answers with {models} after {FOLLOW_S:.0f} s: {dict(seen)}")
     raise AssertionError("unreachable")
 
 
