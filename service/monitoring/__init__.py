@@ -39,12 +39,12 @@ async def current_report(state: AppState) -> MonitoringReport | None:
     monitor = state.lifecycle.monitor
     if monitor is None:
         return None
-    store, pair = state.lifecycle.store, state.pair.current
-    if store is None or pair is None:
+    store = state.lifecycle.store
+    if store is None:
         return monitor.report()
 
     def from_store() -> MonitoringReport:
-        recent = store.recent_inputs(pair.run_id)
+        recent = store.recent_inputs(monitor.window_runs)
         return monitor.report() if recent is None else monitor.report((recent.raw, recent.since))
 
     return await anyio.to_thread.run_sync(from_store, limiter=state.store_limiter)

@@ -147,6 +147,7 @@ class Monitor:
         self.gauges = gauges
         self._run: MonitoredRun | None = None
         self._error: str | None = None
+        self.window_runs: tuple[str, ...] = ()
         self.swap(pair)
 
     def observe(self, raw: FloatArray) -> None:
@@ -169,6 +170,8 @@ class Monitor:
         keep = old is not None and self._run is not None and old.features == self._run.features
         if not keep:
             self.window.clear()
+        # The runs whose passengers the window may hold (what a window read from the store selects).
+        self.window_runs = (*self.window_runs, pair.run_id) if keep else (pair.run_id,)
         return keep
 
     def report(self, shared: tuple[FloatArray, float | None] | None = None) -> MonitoringReport:
