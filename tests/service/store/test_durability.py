@@ -73,7 +73,7 @@ def test_an_acknowledged_outcome_survives_kill_9_of_the_service(
     assert sorted((f"{r.request_id}/{r.row_index}", r.survived) for r in stored) == sorted(
         (o["prediction_id"], o["survived"]) for o in given
     )
-    with running(tmp_path / "second", model_dir, **env) as restarted:
+    with running(tmp_path / "second", model_dir, **{**env, "WEB_CONCURRENCY": "1"}) as restarted:
         assert "(ready)" in restarted.output()  # the schema was there: nothing was migrated again
         again = post_json(restarted, "/feedback", {"outcomes": given})
         assert again.status == 200, again.body

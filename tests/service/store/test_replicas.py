@@ -123,6 +123,12 @@ def test_predictions_through_one_replica_outcomes_through_the_other_one_comparis
         assert first["paired"][key] == value, key
     difference = expected["models"]["batchnorm"]["accuracy"] - expected["models"]["plain"]["accuracy"]
     assert first["paired"]["accuracy_difference"] == pytest.approx(difference, abs=1e-12)
+    assert first["answer"] == "both"
+    # All 70 are within the recent window (COMPARISON_WINDOW, 1000): the recent scores are the overall ones.
+    assert first["recent"]["n"] == 70
+    assert first["recent"]["models"] == first["models"]
+    assert first["recent"]["paired"]["n"] == 70
+    assert first["recent"]["paired"]["only_plain_right"] == expected["paired"]["only_plain_right"]
 
 
 def labelled_comparison(server: Server, labelled: int) -> dict[str, Any] | None:
