@@ -25,7 +25,7 @@ from service.store.outcomes import UNKNOWN, Recorded, record_outcomes
 from service.store.reads import RecentInputs, comparison_rows, recent_inputs
 from service.store.records import Outcome, Served
 from service.store.tables import SCHEMA_REVISION
-from service.store.writer import PeriodicJob, PredictionWriter, run_job
+from service.store.writer import OncePer, PeriodicJob, PredictionWriter, run_job
 from survival.variants import VARIANTS
 
 logger = logging.getLogger("service.store")
@@ -52,6 +52,7 @@ class Store:
     _comparison_lock: anyio.Lock = field(default_factory=anyio.Lock)
     _last_comparison: tuple[float, ComparisonReport] | None = None
     _closing: threading.Event = field(default_factory=threading.Event)
+    _window_log: OncePer = field(default_factory=OncePer)
 
     @property
     def shown_url(self) -> str:
@@ -184,7 +185,8 @@ class Store:
         try:
             return recent_inputs(self.engine, run_ids, self.settings.monitor_window)
         except sa.exc.SQLAlchemyError as exc:
-            logger.warning("prediction store: cannot read the monitoring window: %s", first_line(exc))
+            if self._window_log.ready():
+                logger.warning("prediction store: cannot read the monitoring window: %s", first_line(exc))
             return None
 
     def close(self, timeout_s: float) -> None:
@@ -211,15 +213,15 @@ def schema_version(engine: sa.Engine) -> str | None:
 def ensure_schema(engine: sa.Engine) -> str:
     """Bring the schema to this code's version when it is not there (Alembic, locked); a word on what it did."""
     try:
-        before = schema_version(engine)
-        if before == SCHEMA_REVISION:
+        if schema_version(engine) == SCHEMA_REVISION:
             return "ready"
         from service.store.migrate import upgrade  # Alembic is imported only when there is a migration to run
 
-        upgrade(engine)
+        # Read again under the migration's lock: another process may have migrated while this one waited.
+        before = upgrade(engine)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"STORE_URL={shown(engine.url)}: cannot reach the store: {first_line(exc)}") from None
-    return f"schema {before or 'empty'} -> {SCHEMA_REVISION}"
+    return "ready" if before == SCHEMA_REVISION else f"schema {before or 'empty'} -> {SCHEMA_REVISION}"
 
 
 def prepare(settings: Settings) -> str | None:

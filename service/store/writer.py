@@ -10,6 +10,7 @@ at most once per LOG_EVERY_S.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -32,14 +33,32 @@ LOG_EVERY_S: Final[float] = 60.0
 ROWS_PER_TRANSACTION: Final[int] = 20_000
 
 
+class OncePer:
+    """Says yes at most once per `seconds`: what keeps a database outage from writing a log line per attempt."""
+
+    def __init__(self, seconds: float = LOG_EVERY_S) -> None:
+        self.seconds = seconds
+        self._last = -math.inf
+
+    def ready(self) -> bool:
+        """Whether a line may be written now (and if so, the next one waits `seconds`)."""
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
 @dataclass
 class PeriodicJob:
-    """Work the writer's thread runs every `every_s` seconds (its failures are logged, never raised)."""
+    """Work a store thread runs every `every_s` seconds (its failures are logged at most once per LOG_EVERY_S,
+    never raised)."""
 
     name: str
     every_s: float
     run: Callable[[], None]
     due: float = 0.0
+    log: OncePer = field(default_factory=OncePer)
 
 
 @dataclass
@@ -212,9 +231,13 @@ def run_job(job: PeriodicJob) -> None:
     try:
         job.run()
     except sa.exc.SQLAlchemyError as exc:
-        logger.warning("prediction store: %s failed: %s", job.name, first_line(exc))
+        if job.log.ready():
+            logger.warning(
+                "prediction store: %s failed (said once per %.0f s): %s", job.name, LOG_EVERY_S, first_line(exc)
+            )
     except Exception:
-        logger.exception("prediction store: %s failed", job.name)
+        if job.log.ready():
+            logger.exception("prediction store: %s failed", job.name)
 
 
 @dataclass(frozen=True)
