@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.champion import AnswerMode
 
 # Settings whose values are secrets: an error about them never echoes the value.
-SECRET_SETTINGS = frozenset({"api_keys", "admin_api_keys"})
+SECRET_SETTINGS = frozenset({"api_keys", "admin_api_keys", "store_url"})  # a database URL may hold a password
 
 
 class SettingsError(Exception):

@@ -134,6 +134,7 @@ class Store:
                     raise ApiError(503, unavailable) from None
                 continue
             self.metrics.outcomes.inc(recorded.labelled)
+            self._last_comparison = None  # this worker's next comparison counts them
             return recorded
         raise ApiError(503, "the prediction store is busy; nothing was recorded, send again")
 
