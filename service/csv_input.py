@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -24,14 +24,19 @@ ID_COLUMN: Final[str] = "PassengerId"
 CSV_COLUMNS: Final[dict[str, str]] = {rule.column.lower(): rule.column for rule in RULES.values()}
 
 
-def parse_csv(body: bytes, max_batch: int) -> tuple[FloatArray, list[str] | None]:
-    """The raw rows of a CSV body and its PassengerIds (None without that column); 4xx naming each problem."""
+def csv_reader(body: bytes) -> Any:
+    """A strict CSV reader of a UTF-8 body (one byte order mark allowed); 400 for text that is not UTF-8."""
     try:
         text = body.decode("utf-8-sig")  # spreadsheets write a byte order mark before UTF-8 CSV
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"CSV body is not UTF-8 text (invalid byte at offset {exc.start})") from None
     # strict: an unterminated quote or text after a closing quote is an error, not silently merged rows.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    return csv.reader(io.StringIO(text, newline=""), strict=True)
+
+
+def parse_csv(body: bytes, max_batch: int) -> tuple[FloatArray, list[str] | None]:
+    """The raw rows of a CSV body and its PassengerIds (None without that column); 4xx naming each problem."""
+    reader = csv_reader(body)
     try:
         # A blank line is a row without a non-empty cell (`any` runs in C: no Python call per row).
         header = next((fields for fields in reader if any(fields)), None)

@@ -7,16 +7,12 @@ collected only up to MAX_ERRORS_LISTED: a body of a million bad keys costs no mo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from service.csv_input import parse_csv
-from service.dataplane.head import media_type
+from service.dataplane.head import CSV_TYPES, JSON_TYPES, media_type
 from service.errors import ApiError
 from service.json_input import parse_json
 from survival.rules import FloatArray, clip
-
-JSON_TYPES: Final[tuple[str, ...]] = ("application/json",)
-CSV_TYPES: Final[tuple[str, ...]] = ("text/csv", "application/csv")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ event loop when small and in a thread when not, and the database is only ever re
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 import anyio.to_thread
@@ -14,13 +13,12 @@ from starlette.types import Receive
 
 from service.dataplane.core import Answer, RouteMatch
 from service.dataplane.feedback_input import parse_csv_outcomes, parse_json_outcomes
-from service.dataplane.head import RequestHead, declared_too_large, read_body
+from service.dataplane.head import RequestHead, csv_or_json, declared_too_large, read_body
 from service.errors import ApiError
 from service.note import RequestNote
-from service.parsing import CSV_TYPES, JSON_TYPES
+from service.routes.feedback import FeedbackAnswer
 from service.state import AppState
-from service.store.outcomes import Outcome
-from survival.rules import clip
+from service.store.records import Outcome
 
 FEEDBACK_ROUTE: Final[RouteMatch] = RouteMatch("/feedback")
 JSON_HEAD: Final[bytes] = b"content-type: application/json\r\n"
@@ -48,18 +46,7 @@ class FeedbackHandler:
             raise ApiError(404, "POST /feedback is off: this service records no predictions (STORE_URL=none)")
         if query:
             raise ApiError(422, "POST /feedback takes no query parameters")
-        head.refuse_repeated(b"content-type")
-        kind = head.media_type()
-        if kind in CSV_TYPES:
-            csv_body = True
-        elif kind in JSON_TYPES or kind.endswith("+json"):
-            csv_body = False
-        else:
-            shown = clip(kind) if kind else "none"
-            raise ApiError(415, f"Content-Type {shown} is not supported; send application/json or text/csv")
-        encoding = (head.content_encoding or "identity").strip().lower()
-        if encoding != "identity":
-            raise ApiError(415, f"Content-Encoding {clip(encoding)} is not supported; send the body uncompressed")
+        csv_body = csv_or_json(head)
         declared_too_large(head, self.max_body_bytes)
         body = await read_body(receive, self.max_body_bytes)
         note.body_read = True
@@ -71,9 +58,7 @@ class FeedbackHandler:
             given = parse_outcomes(body, csv_body, self.max_outcomes)
         recorded = await anyio.to_thread.run_sync(store.feedback, given, limiter=self.state.store_limiter)
         note.rows = recorded.outcomes
-        answer = {
-            "outcomes": recorded.outcomes,
-            "labelled": recorded.labelled,
-            "already_labelled": recorded.already_labelled,
-        }
-        return Answer(200, JSON_HEAD, json.dumps(answer).encode())
+        answer = FeedbackAnswer(
+            outcomes=recorded.outcomes, labelled=recorded.labelled, already_labelled=recorded.already_labelled
+        )
+        return Answer(200, JSON_HEAD, answer.model_dump_json().encode())

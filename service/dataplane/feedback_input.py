@@ -4,13 +4,13 @@ and a Survived column (Kaggle's train.csv as it is). Strict like /predict: every
 from __future__ import annotations
 
 import csv
-import io
 from typing import Any, Final
 
+from service.csv_input import csv_reader
 from service.dataplane.strict_json import loads
 from service.errors import MAX_ERRORS_LISTED, ApiError, summary
 from service.schemas import ErrorItem
-from service.store.outcomes import KeyKind, Outcome, prediction_key
+from service.store.records import KeyKind, Outcome, prediction_key
 from survival.rules import RuleError, check_passenger_id, clip
 
 ID_FIELDS: Final[tuple[KeyKind, ...]] = ("prediction_id", "passenger_id")
@@ -103,11 +103,7 @@ def json_outcome(item: Any, where: str, problems: Problems) -> Outcome | None:
 
 def parse_csv_outcomes(body: bytes, max_outcomes: int) -> list[Outcome]:
     """The outcomes of a CSV body; 4xx naming each problem (rows count from 1 after the header)."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"CSV body is not UTF-8 text (invalid byte at offset {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv_reader(body)
     try:
         header = next((fields for fields in reader if any(fields)), None)
         if header is None:

@@ -9,6 +9,7 @@ from typing import Final
 from starlette.types import Receive, Scope
 
 from service.errors import ApiError
+from survival.rules import clip
 
 # The header fields the data plane reads; every other one is skipped without decoding.
 CONTENT_TYPE: Final[bytes] = b"content-type"
@@ -17,6 +18,8 @@ CONTENT_ENCODING: Final[bytes] = b"content-encoding"
 ACCEPT: Final[bytes] = b"accept"
 V2_HEADER_LENGTH: Final[bytes] = b"inference-header-content-length"
 WANTED: Final[frozenset[bytes]] = frozenset({CONTENT_TYPE, CONTENT_LENGTH, CONTENT_ENCODING, ACCEPT, V2_HEADER_LENGTH})
+JSON_TYPES: Final[tuple[str, ...]] = ("application/json",)
+CSV_TYPES: Final[tuple[str, ...]] = ("text/csv", "application/csv")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +96,20 @@ async def read_body(receive: Receive, max_bytes: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def csv_or_json(head: RequestHead) -> bool:
+    """Whether the body is CSV (else JSON), from its Content-Type; 415 for another type or a compressed body."""
+    head.refuse_repeated(b"content-type")
+    kind = head.media_type()
+    if kind in CSV_TYPES:
+        csv_body = True
+    elif kind in JSON_TYPES or kind.endswith("+json"):
+        csv_body = False
+    else:
+        shown = clip(kind) if kind else "none"
+        raise ApiError(415, f"Content-Type {shown} is not supported; send application/json or text/csv")
+    encoding = (head.content_encoding or "identity").strip().lower()
+    if encoding != "identity":
+        raise ApiError(415, f"Content-Encoding {clip(encoding)} is not supported; send the body uncompressed")
+    return csv_body

@@ -11,11 +11,11 @@ from urllib.parse import parse_qsl
 
 from service.champion import Champion
 from service.dataplane.core import Answer, RouteMatch
-from service.dataplane.head import RequestHead
+from service.dataplane.head import RequestHead, csv_or_json
 from service.errors import MAX_ERRORS_LISTED, ApiError, summary
 from service.negotiation import preferred
 from service.pair import ServedPair
-from service.parsing import CSV_TYPES, JSON_TYPES, ParsedPassengers, parse_csv_body, parse_json_body
+from service.parsing import ParsedPassengers, parse_csv_body, parse_json_body
 from service.schemas import ErrorItem
 from survival.features import FloatArray, filled_fields
 from survival.rules import clip
@@ -73,18 +73,7 @@ class PredictCodec:
         """The query's `model`, the Accept header and the Content-Type, all checked before the body is read."""
         model = model_parameter(query) if query else None
         want_csv = preferred(head.accept, RESPONSE_TYPES) == "text/csv"
-        head.refuse_repeated(b"content-type")
-        kind = head.media_type()
-        if kind in CSV_TYPES:
-            csv_body = True
-        elif kind in JSON_TYPES or kind.endswith("+json"):
-            csv_body = False
-        else:
-            shown = clip(kind) if kind else "none"
-            raise ApiError(415, f"Content-Type {shown} is not supported; send application/json or text/csv")
-        encoding = (head.content_encoding or "identity").strip().lower()
-        if encoding != "identity":
-            raise ApiError(415, f"Content-Encoding {clip(encoding)} is not supported; send the body uncompressed")
+        csv_body = csv_or_json(head)
         if want_csv and not csv_body:
             raise ApiError(406, "a CSV answer (Accept: text/csv) needs CSV input with a PassengerId column")
         # A request that names no model gets the champion's answer (ANSWER; both by default; a CSV answer has one

@@ -52,7 +52,10 @@ def make_engine(url: URL, connect_timeout_s: float) -> sa.Engine:
     path = sqlite_path(url)
     if path is None:
         connect: dict[str, Any] = {"connect_timeout": max(1, math.ceil(connect_timeout_s))}
-        return sa.create_engine(url, connect_args=connect, pool_pre_ping=True, pool_size=2, max_overflow=2)
+        # Per worker: the writer's thread and at most four request threads (AppState.store_limiter).
+        return sa.create_engine(
+            url, connect_args=connect, pool_pre_ping=True, pool_size=5, max_overflow=0, pool_timeout=connect_timeout_s
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -55,10 +55,12 @@ def exclusive(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 
 def upgrade(engine: sa.Engine) -> str | None:
-    """Bring the schema to head (a no-op when it is there); the revision now. StoreError when it cannot."""
+    """Bring the schema to head (a no-op when it is there); the revision it found, read under the lock.
+    StoreError when it cannot."""
     config = alembic_config()
     try:
         with exclusive(engine) as connection:
+            before = MigrationContext.configure(connection).get_current_revision()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except (sa.exc.SQLAlchemyError, OSError) as exc:
@@ -67,4 +69,4 @@ def upgrade(engine: sa.Engine) -> str | None:
     head = head_revision()
     if revision != head:
         raise StoreError(f"STORE_URL={shown(engine.url)}: the schema is at {revision}, this code needs {head}")
-    return revision
+    return before

@@ -2,7 +2,7 @@
 
 A request only appends to a deque (`record`); nothing on the event loop waits for the database. The thread wakes
 every STORE_FLUSH_INTERVAL_S, writes what is queued in one transaction, and also runs the store's periodic jobs
-(the champion's poll, retention). When the database is slow or down the answers still go out: the queue is bounded
+(the champion's poll). When the database is slow or down the answers still go out: the queue is bounded
 in rows, a failed batch is retried a few times, and what is given up is counted (`store_dropped_total`) and logged
 at most once per LOG_EVERY_S.
 """
@@ -10,6 +10,7 @@ at most once per LOG_EVERY_S.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -32,14 +33,32 @@ LOG_EVERY_S: Final[float] = 60.0
 ROWS_PER_TRANSACTION: Final[int] = 20_000
 
 
+class OncePer:
+    """Says yes at most once per `seconds`: what keeps a database outage from writing a log line per attempt."""
+
+    def __init__(self, seconds: float = LOG_EVERY_S) -> None:
+        self.seconds = seconds
+        self._last = -math.inf
+
+    def ready(self) -> bool:
+        """Whether a line may be written now (and if so, the next one waits `seconds`)."""
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
 @dataclass
 class PeriodicJob:
-    """Work the writer's thread runs every `every_s` seconds (its failures are logged, never raised)."""
+    """Work a store thread runs every `every_s` seconds (its failures are logged at most once per LOG_EVERY_S,
+    never raised)."""
 
     name: str
     every_s: float
     run: Callable[[], None]
     due: float = 0.0
+    log: OncePer = field(default_factory=OncePer)
 
 
 @dataclass
@@ -119,8 +138,13 @@ class PredictionWriter:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             stopping = self._stop.is_set()
-            self._write_queued(final=stopping)
-            self._run_jobs()
+            try:
+                self._write_queued(final=stopping)
+                self._run_jobs()
+            except Exception:
+                # A bug here must not end the thread: the queue would fill and every later prediction be dropped.
+                logger.exception("prediction store: the writer failed; it goes on with the next batch")
+                self._finish(self._pending, 0, "write_failed")
             if stopping:
                 return
 
@@ -199,12 +223,21 @@ class PredictionWriter:
             if now < job.due:
                 continue
             job.due = now + job.every_s
-            try:
-                job.run()
-            except sa.exc.SQLAlchemyError as exc:
-                logger.warning("prediction store: %s failed: %s", job.name, first_line(exc))
-            except Exception:
-                logger.exception("prediction store: %s failed", job.name)
+            run_job(job)
+
+
+def run_job(job: PeriodicJob) -> None:
+    """Run a periodic job once; a failure is logged (a database error in one line), never raised."""
+    try:
+        job.run()
+    except sa.exc.SQLAlchemyError as exc:
+        if job.log.ready():
+            logger.warning(
+                "prediction store: %s failed (said once per %.0f s): %s", job.name, LOG_EVERY_S, first_line(exc)
+            )
+    except Exception:
+        if job.log.ready():
+            logger.exception("prediction store: %s failed", job.name)
 
 
 @dataclass(frozen=True)
