@@ -344,6 +344,7 @@ def test_without_a_store_feedback_is_404(model_dir: Path) -> None:
         answer = client.post("/feedback", json={"outcomes": [{"prediction_id": "r/0", "survived": 1}]})
         assert answer.status_code == 404
         assert "STORE_URL=none" in answer.json()["detail"]
+        assert client.get("/comparison").status_code == 404
 
 
 # Items near the valid ones (so some are recorded, some contradict, some repeat) and anything else JSON holds.
