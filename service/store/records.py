@@ -103,6 +103,7 @@ class Outcome:
 def prediction_key(text: str) -> tuple[str, int] | None:
     """`<request id>/<row>` as (request id, row), or None when it is not one."""
     request_id, slash, row = text.rpartition("/")
-    if not slash or not request_id or not row.isdigit() or len(row) > 9:
+    # ASCII digits only: str.isdigit() also passes "²" (which int() refuses) and other scripts' digits.
+    if not slash or not request_id or not (row.isascii() and row.isdigit()) or len(row) > 9:
         return None
     return request_id, int(row)

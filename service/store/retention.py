@@ -37,7 +37,9 @@ def delete_through(engine: sa.Engine, table: sa.Table, column: sa.Column[float],
                 sa.select(column).where(column <= until).order_by(column).limit(1).offset(CHUNK)
             ).scalar_one_or_none()
             last = boundary is None
-            condition = column <= until if last else column < boundary
+            # Through the boundary, not before it: when more than CHUNK rows share the oldest time (one big
+            # request), `column < boundary` would delete nothing and this loop would never end.
+            condition = column <= until if last else column <= boundary
             deleted += connection.execute(table.delete().where(condition)).rowcount
         if last:
             return deleted
