@@ -63,9 +63,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     subprocess.Popen.__init__ = refuse  # type: ignore[assignment,method-assign]
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    """Every test's process rule ends with it."""
+    """Every test's process rule ends with it: before the fixtures' teardown, which may stop a session's server
+    (PostgreSQL) after an unmarked test that happened to run last."""
     subprocess.Popen.__init__ = _POPEN_INIT  # type: ignore[method-assign]
 
 

@@ -31,6 +31,8 @@ MAX_ATTEMPTS: Final[int] = 3
 LOG_EVERY_S: Final[float] = 60.0
 # Rows per INSERT transaction: bounds one transaction's size (and a SQLite writer's lock) after a backlog.
 ROWS_PER_TRANSACTION: Final[int] = 20_000
+# Request ids per IN (...) list when looking for ids already recorded: under SQLite's and PostgreSQL's limits.
+IDS_PER_QUERY: Final[int] = 500
 
 
 class OncePer:
@@ -67,6 +69,9 @@ class Pending:
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     runs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    request_ids: set[str] = field(default_factory=set)
+    # Rows of a request whose id came earlier in the same batch (a client that reused its X-Request-ID).
+    skipped: int = 0
     attempts: int = 0
 
 
@@ -92,6 +97,7 @@ class PredictionWriter:
         self._unreported: dict[str, int] = {}
         self._last_report = 0.0
         self._sql = insert_statements(engine)
+        self._mark = placeholder(engine)
         self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
 
     def start(self) -> None:
@@ -155,6 +161,10 @@ class PredictionWriter:
             pending = self._pending
             while self._queue and len(pending.rows) < ROWS_PER_TRANSACTION:
                 served = self._queue.popleft()
+                if served.request_id in pending.request_ids:
+                    pending.skipped += served.rows
+                    continue
+                pending.request_ids.add(served.request_id)
                 pending.rows.extend(prediction_rows(served))
                 run_id = served.pair.run_id
                 if run_id not in self._known_runs:
@@ -171,8 +181,11 @@ class PredictionWriter:
             with self.engine.begin() as connection:
                 for run_id, (bn, plain) in pending.runs.items():
                     connection.exec_driver_sql(self._sql.run, (run_id, bn, plain, time.time()))
-                result = connection.exec_driver_sql(self._sql.prediction, pending.rows)
-                inserted = result.rowcount
+                # A request id already recorded keeps its first request's rows, all of them and nothing of the
+                # second (row by row, a longer second request would add its extra rows under the first's id).
+                taken = self._recorded(connection, pending.request_ids)
+                rows = [row for row in pending.rows if row[0] not in taken] if taken else pending.rows
+                inserted = connection.exec_driver_sql(self._sql.prediction, rows).rowcount if rows else 0
         except sa.exc.SQLAlchemyError as exc:
             pending.attempts += 1
             if pending.attempts < MAX_ATTEMPTS:
@@ -186,8 +199,18 @@ class PredictionWriter:
         self._finish(pending, inserted if inserted >= 0 else len(pending.rows), "duplicate_id")
         return True
 
+    def _recorded(self, connection: sa.Connection, request_ids: set[str]) -> set[str]:
+        """Which of these request ids the store already holds (their first row, by the primary key)."""
+        ids = list(request_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            part = ids[start : start + IDS_PER_QUERY]
+            query = self._sql.recorded % ", ".join([self._mark] * len(part))
+            found.update(row[0] for row in connection.exec_driver_sql(query, tuple(part)))
+        return found
+
     def _finish(self, pending: Pending, written: int, reason: str) -> None:
-        rows = len(pending.rows)
+        rows = len(pending.rows) + pending.skipped
         self.metrics.written.inc(written)
         if written < rows:
             self._drop(reason, rows - written)
@@ -246,6 +269,8 @@ class InsertStatements:
 
     prediction: str
     run: str
+    # `%s` takes the list of markers.
+    recorded: str = "SELECT request_id FROM predictions WHERE row_index = 0 AND request_id IN (%s)"
 
 
 def insert_statements(engine: sa.Engine) -> InsertStatements:

@@ -210,6 +210,24 @@ def test_a_request_id_used_twice_keeps_the_first_and_counts_the_second(
         assert len(stored(engine, "after")) == 3
 
 
+@pytest.mark.parametrize("same_batch", [True, False])
+def test_a_longer_second_request_under_a_used_id_adds_none_of_its_rows(
+    pair: ServedPair, engine: sa.Engine, registry: CollectorRegistry, same_batch: bool
+) -> None:
+    with writer_of(engine, registry) as writer:
+        writer.record(served(pair, "reused", passengers(2, pclass=1)))
+        if not same_batch:
+            writer.start()
+            assert writer.flush(WAIT_S)
+        writer.record(served(pair, "reused", passengers(5, pclass=2)))
+        if same_batch:
+            writer.start()
+        assert writer.flush(WAIT_S)
+        # Row by row, rows 2 to 4 of the second request would be new keys under the first's id.
+        assert [r["pclass"] for r in stored(engine, "reused")] == [1, 1]
+        assert dropped(registry, "duplicate_id") == 5
+
+
 def test_the_app_counts_a_reused_x_request_id_as_a_duplicate(model_dir: Path, tmp_path: Path) -> None:
     settings = Settings(model_dir=model_dir, store_url=f"sqlite:///{tmp_path}/s.db")
     with app_client(settings) as client:
