@@ -103,7 +103,10 @@ class Outcome:
 def prediction_key(text: str) -> tuple[str, int] | None:
     """`<request id>/<row>` as (request id, row), or None when it is not one."""
     request_id, slash, row = text.rpartition("/")
-    # ASCII digits only: str.isdigit() also passes "²" (which int() refuses) and other scripts' digits.
+    # ASCII digits only: str.isdigit() also passes "²" (which int() refuses) and other scripts' digits. A row is
+    # written as the answer writes it: "01" is refused rather than guessed to be row 1.
     if not slash or not request_id or not (row.isascii() and row.isdigit()) or len(row) > 9:
+        return None
+    if row != "0" and row.startswith("0"):
         return None
     return request_id, int(row)

@@ -280,6 +280,8 @@ def test_malformed_outcomes_are_refused_naming_the_field(app: Running) -> None:
         ([{"prediction_id": "fb-fields/\u00b2", "survived": 1}], "outcomes[0].prediction_id"),
         ([{"prediction_id": "fb-fields/\u0660", "survived": 1}], "outcomes[0].prediction_id"),
         ([{"prediction_id": "fb-fields/-0", "survived": 1}], "outcomes[0].prediction_id"),
+        # Written as an answer writes it: "01" is not guessed to be row 1.
+        ([{"prediction_id": "fb-fields/01", "survived": 1}], "outcomes[0].prediction_id"),
         ([{"passenger_id": "=cmd()", "survived": 1}], "outcomes[0].passenger_id"),
         ([7], "outcomes[0]"),
     ]
