@@ -5,14 +5,14 @@ Usage:
     .venv/bin/python bench/bench_store.py [--models DIR] [--rounds 4] [--duration 8] [--warmup 2] [--sets 5]
                                           [--predictions 1000000] [--labelled 100000] [--calls 20]
                                           [--load-seconds 60] [--kill-trials 5] [--kill-rate 200]
-                                          [--postgres] [--quick] [--check]
+                                          [--kill-after 4] [--parts 12345] [--postgres] [--quick] [--check]
 
 Every server is the shipped one, `python -m service` (one worker, access log on and written to a file, every
 store setting its default: STORE_FLUSH_INTERVAL_S 0.5) on 127.0.0.1 at a free port, recording into an SQLite
 file in a temporary directory on this machine's disk (WAL, synchronous=FULL, as shipped). Load: Debian's `wrk`
 (one thread) with the single passenger `{"pclass": 3, "fare": 7.25, "age": 22}` at concurrency 16.
 
-1. /predict throughput with the store on and with STORE_URL=none, both servers up, loaded in alternating rounds
+1. /predict throughput with the store on and with STORE_URL=none, all servers up, loaded in alternating rounds
    (on, off; then off, on; ...) so that drift in the machine's speed hits both alike. Then, on the store's side:
    its queue depth, drops and writes (GET /metrics/prometheus: store_queue_depth, store_dropped_total,
    store_written_total) and the rows in the table against the predictions wrk saw answered.
@@ -26,10 +26,11 @@ file in a temporary directory on this machine's disk (WAL, synchronous=FULL, as 
    answer counts every prediction and every label.
 4. The writer under --load-seconds of wrk on /predict, the store on: store_queue_depth, drops and writes sampled
    every second, throughput, and the rows in the table against what was written.
-5. kill -9: a client answers single passengers at a steady --kill-rate (each with an X-Request-ID chosen here);
+5. kill -9: a client sends single passengers at a steady --kill-rate (each with an X-Request-ID chosen here);
    after a few seconds the server gets SIGKILL. Counts the acknowledged predictions (a 200 received) missing from
    the store, and how long before the kill the first of them was acknowledged; one flush interval's worth of
-   traffic is the bound the issue states. --kill-trials servers, each on a fresh store.
+   traffic is the bound the issue states. --kill-trials servers, each on a fresh store, killed after --kill-after
+   seconds plus a random fraction of a flush interval.
 
 With --postgres (and PostgreSQL's initdb and pg_ctl installed) parts 1 and 3 also run on a private PostgreSQL
 server (tests/support/postgres.py: a cluster in a temporary directory on a free loopback port, fsync on); its
@@ -84,7 +85,6 @@ FEEDBACK_SIZE: Final[int] = 10_000
 TARGET_ON_VS_OFF: Final[float] = 0.90
 TARGET_FEEDBACK_S: Final[float] = 1.0
 TARGET_COMPARISON_MS: Final[float] = 250.0
-KILL_AFTER_S: Final[float] = 4.0  # of steady traffic before each SIGKILL (the quick mode: 2)
 DRAIN_TIMEOUT_S: Final[float] = 60.0
 OFF: Final[str] = "store off"
 FILL_RUN_ID: Final[str] = "bench-fill"
@@ -692,11 +692,141 @@ def postgres_backend() -> Iterator[Backend | None]:
 
 # --- main ----------------------------------------------------------------------------------------------------------
 
+Check = tuple[str, bool]  # a verdict's line and whether the target was met
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every part needs: wrk, the work directory, the checkpoints, the stores, the options."""
+
+    wrk: str
+    work: Path
+    model_dir: Path
+    backends: list[Backend]
+    args: argparse.Namespace
+
+    @property
+    def sqlite(self) -> Backend:
+        """The default store."""
+        return self.backends[0]
+
+
+def part_throughput(bench: Bench) -> list[Check]:
+    """1. /predict on vs off, and every answered prediction in the table."""
+    args = bench.args
+    print(f"\n1. /predict, store on vs STORE_URL=none: {args.rounds} rounds of {args.warmup:g} + {args.duration:g} s")
+    runs, written = throughput(bench.wrk, bench.work, bench.model_dir, bench.backends, args)
+    off = runs[OFF].rps
+    checks: list[Check] = []
+    for backend in bench.backends:
+        on, w = runs[backend.name].rps, written[backend.name]
+        checks.append(
+            (
+                f"/predict with the store on ({backend.name}): {on / off:.1%} of off ({on:,.0f} / {off:,.0f} "
+                f"req/s; target >= {TARGET_ON_VS_OFF:.0%})",
+                on / off >= TARGET_ON_VS_OFF,
+            )
+        )
+        checks.append(
+            (
+                f"every answered prediction written ({backend.name}): {w.answered:,} answered, {w.rows:,} rows, "
+                f"store_written_total {w.written:,}, store_dropped_total {w.dropped}, store_queue_depth "
+                f"{w.depth} after the load",
+                w.complete,
+            )
+        )
+    errors = sum(r.errors for r in runs.values())
+    checks.append((f"failed requests during the load runs of part 1: {errors}", errors == 0))
+    return checks
+
+
+def part_feedback(bench: Bench) -> list[Check]:
+    """2. POST /feedback of 10,000 outcomes."""
+    sets = bench.args.sets
+    print(f"\n2. POST /feedback of {FEEDBACK_SIZE:,} outcomes, {sets} fresh set(s) per format (SQLite)")
+    times = feedback(bench.work, bench.model_dir, bench.sqlite, sets)
+    checks: list[Check] = []
+    for kind, seconds in times.items():
+        median = statistics.median(seconds)
+        text = (
+            f"POST /feedback, {FEEDBACK_SIZE:,} outcomes, {kind}: median {median * 1e3:.0f} ms (min "
+            f"{min(seconds) * 1e3:.0f}, max {max(seconds) * 1e3:.0f}, n={len(seconds)}; target < "
+            f"{TARGET_FEEDBACK_S:g} s)"
+        )
+        checks.append((text, median < TARGET_FEEDBACK_S))
+    return checks
+
+
+def part_comparison(bench: Bench) -> list[Check]:
+    """3. GET /comparison on a filled store, per backend."""
+    args = bench.args
+    print(f"\n3. GET /comparison: {args.predictions:,} predictions, {args.labelled:,} labelled, {args.calls} calls")
+    checks: list[Check] = []
+    for backend in bench.backends:
+        result = comparison(bench.work, bench.model_dir, backend, args.predictions, args.labelled, args.calls)
+        checks.append(
+            (
+                f"{result.what}, {args.predictions:,} predictions, {args.labelled:,} labelled ({backend.name}): "
+                f"p50 {result.p50:.1f} ms (min {min(result.ms):.1f}, max {max(result.ms):.1f}, "
+                f"n={len(result.ms)}; target < {TARGET_COMPARISON_MS:g} ms)",
+                result.p50 < TARGET_COMPARISON_MS,
+            )
+        )
+    return checks
+
+
+def part_writer(bench: Bench) -> list[Check]:
+    """4. The writer's queue, drops and writes under a long load."""
+    seconds = bench.args.load_seconds
+    print(f"\n4. the writer under {seconds:g} s of /predict load (SQLite)")
+    wl = writer_load(bench.wrk, bench.work, bench.model_dir, bench.sqlite, seconds)
+    mean_write_ms = wl.write_seconds / wl.writes * 1e3 if wl.writes else 0.0
+    print(f"store_queue_depth each second: {wl.depths}")
+    text = (
+        f"writer under {wl.load.seconds:.0f} s of load (SQLite): {wl.load.rps:,.0f} req/s, store_queue_depth "
+        f"max {wl.max_depth:,} (sampled each second), {wl.written.dropped} dropped, {wl.written.written:,} "
+        f"written, {wl.written.rows:,} rows; {wl.writes:,} writes, mean {mean_write_ms:.1f} ms"
+    )
+    return [(text, wl.written.complete and wl.load.errors == 0)]
+
+
+def part_kill(bench: Bench) -> list[Check]:
+    """5. What a kill -9 loses."""
+    args = bench.args
+    print(f"\n5. kill -9 after steady traffic at {args.kill_rate:g} req/s (SQLite), {args.kill_trials} trial(s)")
+    trials = []
+    for trial in range(args.kill_trials):
+        result = kill_trial(bench.work, bench.model_dir, bench.sqlite, trial, args.kill_rate, args.kill_after)
+        trials.append(result)
+        print(
+            f"trial {trial + 1}: {result.acknowledged:,} acknowledged, {result.missing} missing from the "
+            f"store (the first acknowledged {result.window_s * 1e3:.0f} ms before the kill)",
+            flush=True,
+        )
+    worst = max(t.missing for t in trials)
+    text = (
+        f"kill -9 at {args.kill_rate:g} req/s (SQLite): at most {worst} acknowledged predictions lost "
+        f"(mean {statistics.mean(t.missing for t in trials):.1f}, n={len(trials)}), the first acknowledged "
+        f"at most {max(t.window_s for t in trials) * 1e3:.0f} ms before the kill; one flush interval "
+        f"({FLUSH_INTERVAL_S:g} s) is {args.kill_rate * FLUSH_INTERVAL_S:.0f} predictions"
+    )
+    return [(text, all(t.window_s <= FLUSH_INTERVAL_S for t in trials))]
+
+
+PARTS: Final[dict[str, Callable[[Bench], list[Check]]]] = {
+    "1": part_throughput,
+    "2": part_feedback,
+    "3": part_comparison,
+    "4": part_writer,
+    "5": part_kill,
+}
+
 
 def main() -> int:
-    """Run the five parts, print their figures and the verdicts."""
+    """Run the parts asked for, print their figures and the verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, help="checkpoint directory (default: train a 5-epoch pair)")
+    parser.add_argument("--parts", default="12345", help="which parts to run, e.g. 13 (default: 12345)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of part 1 (default: 4)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per timed run of part 1 (default: 8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each run (default: 2)")
@@ -707,20 +837,22 @@ def main() -> int:
     parser.add_argument("--load-seconds", type=float, default=60.0, help="seconds of load, part 4 (default: 60)")
     parser.add_argument("--kill-trials", type=int, default=5, help="servers killed with SIGKILL (default: 5)")
     parser.add_argument("--kill-rate", type=float, default=200.0, help="requests/s before a kill (default: 200)")
+    parser.add_argument("--kill-after", type=float, default=4.0, help="seconds of traffic before a kill (default: 4)")
     parser.add_argument("--postgres", action="store_true", help="parts 1 and 3 on a private PostgreSQL server too")
     parser.add_argument("--quick", action="store_true", help="every part at a smoke-test size")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
-    kill_after = KILL_AFTER_S
     if args.quick:
         args.rounds, args.duration, args.warmup, args.sets = 2, 2.0, 1.0, 1
         args.predictions, args.labelled, args.calls = 20_000, 2_000, 5
-        args.load_seconds, args.kill_trials, kill_after = 5.0, 1, 2.0
+        args.load_seconds, args.kill_trials, args.kill_after = 5.0, 1, 2.0
     wrk = shutil.which("wrk")
     if wrk is None:
         parser.error("wrk is not installed (Debian: apt-get install -y wrk)")
     if not 0 < args.labelled <= args.predictions:
         parser.error("--labelled must be between 1 and --predictions")
+    if not args.parts or set(args.parts) - set(PARTS):
+        parser.error(f"--parts: digits of {''.join(PARTS)}")
 
     print(
         f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, load average "
@@ -728,99 +860,18 @@ def main() -> int:
         f"{FLUSH_INTERVAL_S:g}",
         flush=True,
     )
-    checks: list[tuple[str, bool]] = []
+    checks: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        model_dir = models_or_quick_pair(args.models, work)
-        sqlite = sqlite_backend(work)
-        backends = [sqlite]
+        backends = [sqlite_backend(work)]
         if args.postgres:
             postgres = stack.enter_context(postgres_backend())
             if postgres is not None:
                 backends.append(postgres)
-
-        print(
-            f"\n1. /predict, store on vs STORE_URL=none: {args.rounds} rounds of {args.warmup:g} + {args.duration:g} s"
-        )
-        runs, written = throughput(wrk, work, model_dir, backends, args)
-        off = runs[OFF].rps
-        for backend in backends:
-            on, w = runs[backend.name].rps, written[backend.name]
-            checks.append(
-                (
-                    f"/predict with the store on ({backend.name}): {on / off:.1%} of off ({on:,.0f} / {off:,.0f} "
-                    f"req/s; target >= {TARGET_ON_VS_OFF:.0%})",
-                    on / off >= TARGET_ON_VS_OFF,
-                )
-            )
-            checks.append(
-                (
-                    f"every answered prediction written ({backend.name}): {w.answered:,} answered, {w.rows:,} rows, "
-                    f"store_written_total {w.written:,}, store_dropped_total {w.dropped}, store_queue_depth "
-                    f"{w.depth} after the load",
-                    w.complete,
-                )
-            )
-        errors = sum(r.errors for r in runs.values())
-        checks.append((f"failed requests during the load runs of part 1: {errors}", errors == 0))
-
-        print(f"\n2. POST /feedback of {FEEDBACK_SIZE:,} outcomes, {args.sets} fresh set(s) per format (SQLite)")
-        times = feedback(work, model_dir, sqlite, args.sets)
-        for kind, seconds in times.items():
-            median = statistics.median(seconds)
-            text = (
-                f"POST /feedback, {FEEDBACK_SIZE:,} outcomes, {kind}: median {median * 1e3:.0f} ms (min "
-                f"{min(seconds) * 1e3:.0f}, max {max(seconds) * 1e3:.0f}, n={len(seconds)}; target < "
-                f"{TARGET_FEEDBACK_S:g} s)"
-            )
-            checks.append((text, median < TARGET_FEEDBACK_S))
-
-        print(f"\n3. GET /comparison: {args.predictions:,} predictions, {args.labelled:,} labelled, {args.calls} calls")
-        for backend in backends:
-            result = comparison(work, model_dir, backend, args.predictions, args.labelled, args.calls)
-            checks.append(
-                (
-                    f"{result.what}, {args.predictions:,} predictions, {args.labelled:,} labelled ({backend.name}): "
-                    f"p50 {result.p50:.1f} ms (min {min(result.ms):.1f}, max {max(result.ms):.1f}, "
-                    f"n={len(result.ms)}; target < {TARGET_COMPARISON_MS:g} ms)",
-                    result.p50 < TARGET_COMPARISON_MS,
-                )
-            )
-
-        print(f"\n4. the writer under {args.load_seconds:g} s of /predict load (SQLite)")
-        wl = writer_load(wrk, work, model_dir, sqlite, args.load_seconds)
-        mean_write_ms = wl.write_seconds / wl.writes * 1e3 if wl.writes else 0.0
-        print(f"store_queue_depth each second: {wl.depths}")
-        checks.append(
-            (
-                f"writer under {wl.load.seconds:.0f} s of load (SQLite): {wl.load.rps:,.0f} req/s, store_queue_depth "
-                f"max {wl.max_depth:,} (sampled each second), {wl.written.dropped} dropped, {wl.written.written:,} "
-                f"written, {wl.written.rows:,} rows; {wl.writes:,} writes, mean {mean_write_ms:.1f} ms",
-                wl.written.complete and wl.load.errors == 0,
-            )
-        )
-
-        print(f"\n5. kill -9 after steady traffic at {args.kill_rate:g} req/s (SQLite), {args.kill_trials} trial(s)")
-        trials = []
-        for trial in range(args.kill_trials):
-            result_k = kill_trial(work, model_dir, sqlite, trial, args.kill_rate, kill_after)
-            trials.append(result_k)
-            print(
-                f"trial {trial + 1}: {result_k.acknowledged:,} acknowledged, {result_k.missing} missing from the "
-                f"store (the first acknowledged {result_k.window_s * 1e3:.0f} ms before the kill)",
-                flush=True,
-            )
-        worst = max(trials, key=lambda t: t.missing)
-        interval_rows = args.kill_rate * FLUSH_INTERVAL_S
-        checks.append(
-            (
-                f"kill -9 at {args.kill_rate:g} req/s (SQLite): at most {worst.missing} acknowledged predictions lost "
-                f"(mean {statistics.mean(t.missing for t in trials):.1f}, n={len(trials)}), the first acknowledged "
-                f"at most {max(t.window_s for t in trials) * 1e3:.0f} ms before the kill; one flush interval "
-                f"({FLUSH_INTERVAL_S:g} s) is {interval_rows:.0f} predictions",
-                all(t.window_s <= FLUSH_INTERVAL_S for t in trials),
-            )
-        )
+        bench = Bench(wrk, work, models_or_quick_pair(args.models, work), backends, args)
+        for part, run in PARTS.items():
+            if part in args.parts:
+                checks += run(bench)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}\n")
     for text, ok in checks:
         print(f"{verdict(ok)}  {text}")
