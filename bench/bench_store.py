@@ -86,6 +86,7 @@ TARGET_ON_VS_OFF: Final[float] = 0.90
 TARGET_FEEDBACK_S: Final[float] = 1.0
 TARGET_COMPARISON_MS: Final[float] = 250.0
 DRAIN_TIMEOUT_S: Final[float] = 60.0
+LOG_TAIL_CHARS: Final[int] = 4000
 OFF: Final[str] = "store off"
 FILL_RUN_ID: Final[str] = "bench-fill"
 OUTCOME_COLUMNS: Final[tuple[str, ...]] = (
@@ -189,6 +190,11 @@ def service(model_dir: Path, work: Path, name: str, url: str) -> Iterator[Servic
                 raise RuntimeError(f"{name}: not ready within {READY_TIMEOUT_S:.0f} s:\n{log_path.read_text()}")
             time.sleep(0.1)
         yield Service(proc, port, log_path)
+    except Exception:
+        status = "running" if proc.poll() is None else f"exited with status {proc.returncode}"
+        print(f"--- {name}: the server ({status}), the end of its log ---", file=sys.stderr)
+        print(log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:], file=sys.stderr)
+        raise
     finally:
         if proc.poll() is None:
             proc.terminate()
