@@ -35,7 +35,8 @@ from service.monitoring.gauges import MonitoringGauges
 from service.note import RequestNote, new_note
 from service.pair import ServedPair
 from service.reload import Reloader, polling
-from service.routes import admin, health, metrics, models, monitoring, predict, runs
+from service.routes import admin, comparison, feedback, health, metrics, models, monitoring, predict, runs
+from service.routes.feedback import FeedbackBody
 from service.schemas import Passenger, PassengerBatch
 from service.server.lifecycle import die_with_launcher, fail_start, install_drain
 from service.state import AppState, PairHolder, state_of
@@ -201,7 +202,7 @@ def create_app(
         # /admin/... exists only when someone may call it, and is left out of the public OpenAPI document, which
         # would otherwise tell anyone that admin keys are configured.
         app.include_router(admin.router, include_in_schema=False)
-    for module in (health, models, metrics, monitoring, runs):
+    for module in (health, models, metrics, monitoring, comparison, runs):
         app.include_router(module.router)
     app.include_router(v2_routes.router)
     per_client, sending = state.settings.static_max_large_per_client, dict[str, int]()
@@ -222,10 +223,10 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document: the control routes, and the data routes (served by the data plane) from their
     documentation routers, with the request bodies they read themselves."""
     if app.openapi_schema is None:
-        routes = [*app.routes, *predict.router.routes, *v2_routes.infer_router.routes]
+        routes = [*app.routes, *predict.router.routes, *feedback.router.routes, *v2_routes.infer_router.routes]
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Passenger, PassengerBatch):
+        for model in (Passenger, PassengerBatch, FeedbackBody):
             definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(definition.pop("$defs", {}))
             components[model.__name__] = definition

@@ -160,14 +160,20 @@ OTHER_CPU_TOLERANCE = 1e-4
 
 
 def differences(name: str, committed: str, real: str) -> list[str]:
-    """Why a committed answer is not the real one ([] when it is); the run id, a time stamp, may differ."""
+    """Why a committed answer is not the real one ([] when it is); the run id, a time stamp, and the request's id,
+    generated for each request, may differ (each prediction's id must still be `<request id>/<row>`)."""
     if name == "csv-example":
         return [] if committed == real else [f"submission differs:\n{committed}\n!=\n{real}"]
     shown, got = json.loads(committed), json.loads(real)
     problems = []
     if sorted(shown) != sorted(got) or sorted(shown["models"]) != sorted(got["models"]):
         return [f"answer's shape differs: {sorted(shown)} / {sorted(got)}"]
-    exact = shown["predictions"] == got["predictions"]
+    for answer in (shown, got):
+        ids = [row.get("id") for row in answer["predictions"]]
+        if ids != [f"{answer['request_id']}/{i}" for i in range(len(ids))]:
+            problems.append(f"prediction ids {ids} are not <request id>/<row> of {answer['request_id']!r}")
+    without_ids = [[{k: v for k, v in row.items() if k != "id"} for row in a["predictions"]] for a in (shown, got)]
+    exact = without_ids[0] == without_ids[1]
     for model, info in got["models"].items():
         if exact and shown["models"][model]["version"] != info["version"]:
             problems.append(f"{model}: version {shown['models'][model]['version']} != {info['version']}")
@@ -175,6 +181,8 @@ def differences(name: str, committed: str, real: str) -> list[str]:
             problems.append(f"{model}: no run_id")
     for shown_row, got_row in zip(shown["predictions"], got["predictions"], strict=True):
         for model, answer in got_row.items():
+            if model == "id":
+                continue
             mine = shown_row[model]
             if mine["survived"] != answer["survived"]:
                 problems.append(f"{model}: survived {mine['survived']} != {answer['survived']}")

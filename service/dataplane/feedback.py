@@ -6,7 +6,6 @@ event loop when small and in a thread when not, and the database is only ever re
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 import anyio.to_thread
@@ -18,8 +17,9 @@ from service.dataplane.head import RequestHead, declared_too_large, read_body
 from service.errors import ApiError
 from service.note import RequestNote
 from service.parsing import CSV_TYPES, JSON_TYPES
+from service.routes.feedback import FeedbackAnswer
 from service.state import AppState
-from service.store.outcomes import Outcome
+from service.store.records import Outcome
 from survival.rules import clip
 
 FEEDBACK_ROUTE: Final[RouteMatch] = RouteMatch("/feedback")
@@ -71,9 +71,7 @@ class FeedbackHandler:
             given = parse_outcomes(body, csv_body, self.max_outcomes)
         recorded = await anyio.to_thread.run_sync(store.feedback, given, limiter=self.state.store_limiter)
         note.rows = recorded.outcomes
-        answer = {
-            "outcomes": recorded.outcomes,
-            "labelled": recorded.labelled,
-            "already_labelled": recorded.already_labelled,
-        }
-        return Answer(200, JSON_HEAD, json.dumps(answer).encode())
+        answer = FeedbackAnswer(
+            outcomes=recorded.outcomes, labelled=recorded.labelled, already_labelled=recorded.already_labelled
+        )
+        return Answer(200, JSON_HEAD, answer.model_dump_json().encode())

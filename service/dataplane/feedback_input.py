@@ -10,7 +10,7 @@ from typing import Any, Final
 from service.dataplane.strict_json import loads
 from service.errors import MAX_ERRORS_LISTED, ApiError, summary
 from service.schemas import ErrorItem
-from service.store.outcomes import KeyKind, Outcome, prediction_key
+from service.store.records import KeyKind, Outcome, prediction_key
 from survival.rules import RuleError, check_passenger_id, clip
 
 ID_FIELDS: Final[tuple[KeyKind, ...]] = ("prediction_id", "passenger_id")

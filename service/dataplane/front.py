@@ -1,4 +1,4 @@
-"""The data routes answered before FastAPI's router: POST /predict and the V2 infer routes.
+"""The data routes answered before FastAPI's router: POST /predict, the V2 infer routes and POST /feedback.
 
 FastAPI keeps the documentation of these routes (their OpenAPI entries), the docs, the dashboard and the control
 routes; a prediction skips its middleware stack, routing and dependency resolution, which cost more per request

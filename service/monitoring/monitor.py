@@ -147,6 +147,7 @@ class Monitor:
         self.gauges = gauges
         self._run: MonitoredRun | None = None
         self._error: str | None = None
+        self.window_runs: tuple[str, ...] = ()
         self.swap(pair)
 
     def observe(self, raw: FloatArray) -> None:
@@ -169,11 +170,14 @@ class Monitor:
         keep = old is not None and self._run is not None and old.features == self._run.features
         if not keep:
             self.window.clear()
+        # The runs whose passengers the window may hold (what a window read from the store selects).
+        self.window_runs = (*self.window_runs, pair.run_id) if keep else (pair.run_id,)
         return keep
 
-    def report(self) -> MonitoringReport:
-        """Run every test on the window now (and update the gauges)."""
-        rows, oldest = self.window.snapshot()
+    def report(self, shared: tuple[FloatArray, float | None] | None = None) -> MonitoringReport:
+        """Run every test on the window now (and update the gauges): this worker's own window, or the `shared`
+        one (the rows and the oldest's time) every worker and replica reads from the store."""
+        rows, oldest = self.window.snapshot() if shared is None else shared
         run = self._run
         window = WindowInfo(
             size=rows.shape[0],

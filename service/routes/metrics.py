@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Final
 
@@ -10,9 +11,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from service.dashboard.render import render_dashboard
 from service.deps import PairDep, StateDep, TelemetryDep
+from service.monitoring import current_report
 from service.negotiation import preferred
 from service.pair import ServedModel, ServedPair
 from service.schemas import MetricsReport, ModelMetrics
+from service.store import StoreUnavailableError
 from service.telemetry import EXPOSITION_TYPE
 from survival.study import StudyReport
 
@@ -86,5 +89,12 @@ async def prometheus(pair: PairDep, state: StateDep, telemetry: TelemetryDep) ->
     for name, served in pair.models.items():
         telemetry.validation_accuracy.labels(name).set(served.metadata.metrics.accuracy)
     if state.lifecycle.monitor is not None:
-        state.lifecycle.monitor.report()  # sets the monitoring gauges from this worker's window
+        await current_report(state)  # sets the monitoring gauges
+    store = state.lifecycle.store
+    if store is not None:
+        # Imported here: a worker without the store never loads it.
+        from service.store.store import SCRAPE_MAX_AGE_S
+
+        with contextlib.suppress(StoreUnavailableError):  # the gauges keep their last values; the scrape goes on
+            await store.live_comparison(state.store_limiter, SCRAPE_MAX_AGE_S)
     return Response(telemetry.exposition(), media_type=EXPOSITION_TYPE)

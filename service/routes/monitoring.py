@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fastapi import APIRouter
 
 from service.deps import StateDep
+from service.monitoring import current_report
 from service.monitoring.schemas import MonitoringReport
 from service.schemas import ErrorResponse
-
-if TYPE_CHECKING:
-    from service.monitoring.monitor import Monitor
 
 router = APIRouter(tags=["monitoring"])
 OFF = MonitoringReport(enabled=False, alpha=None, window=None, drift=None)
@@ -23,7 +19,8 @@ OFF = MonitoringReport(enabled=False, alpha=None, window=None, drift=None)
     responses={503: {"model": ErrorResponse, "description": "Models not loaded."}},
 )
 async def monitoring(state: StateDep) -> MonitoringReport:
-    """Drift tests of this worker's last MONITOR_WINDOW passengers against the served run's training split."""
+    """Drift tests of the last MONITOR_WINDOW passengers against the served run's training split: those the store
+    holds for the run (every worker and replica), or with STORE_URL=none this worker's own."""
     state.pair.require()  # 503 while the models (and so the reference) are not loaded
-    monitor: Monitor | None = state.lifecycle.monitor
-    return OFF if monitor is None else monitor.report()
+    report = await current_report(state)
+    return OFF if report is None else report

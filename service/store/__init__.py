@@ -14,3 +14,7 @@ OFF: Final[str] = "none"
 def recording(store_url: str) -> bool:
     """Whether a STORE_URL records predictions (anything but `none`); answered without importing SQLAlchemy."""
     return store_url.strip().lower() != OFF
+
+
+class StoreUnavailableError(Exception):
+    """The database refused or did not answer an operation just now (the message: the driver's first line)."""

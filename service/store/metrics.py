@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+DROP_REASONS = ("queue_full", "write_failed", "duplicate_id")
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -19,6 +20,8 @@ class StoreMetrics:
             ["reason"],
             registry=registry,
         )
+        for reason in DROP_REASONS:  # at 0 from the start, so an alert on their rate has a series to read
+            self.dropped.labels(reason)
         # Summed over workers: the predictions waiting for the database in the whole service.
         self.queue_depth = Gauge(
             "store_queue_depth", "Predictions waiting to be written.", registry=registry, multiprocess_mode="livesum"

@@ -5,37 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import sqlalchemy as sa
 
 from service.errors import MAX_ERRORS_LISTED, ApiError, summary
 from service.schemas import ErrorItem
+from service.store.records import KeyKind, Outcome, prediction_key
 from service.store.tables import outcomes, predictions
 
 # Keys per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
 KEYS_PER_QUERY: Final[int] = 400
-KeyKind = Literal["prediction_id", "passenger_id"]
 # The start of the message for an id no recorded prediction has (the store retries those once, a moment later).
 UNKNOWN: Final[str] = "no recorded prediction"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One outcome as the client sent it: what it names, the outcome, and where it was in the body."""
-
-    kind: KeyKind
-    key: str
-    survived: int
-    where: str  # how a message names it: "outcomes[3]" (JSON) or "row 3" (CSV)
-    id_field: str  # how an error's `field` names its id: "outcomes[3].prediction_id", or the CSV's column
-    survived_field: str
-    row: int | None = None  # the CSV data row (from 1)
-
-    def problem(self, message: str, *, about_survived: bool = False) -> ErrorItem:
-        """An error item about this outcome's id (or its outcome)."""
-        field = self.survived_field if about_survived else self.id_field
-        return ErrorItem(field=field, row=self.row, message=message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +27,6 @@ class Recorded:
     outcomes: int
     labelled: int
     already_labelled: int
-
-
-def prediction_key(text: str) -> tuple[str, int] | None:
-    """`<request id>/<row>` as (request id, row), or None when it is not one."""
-    request_id, slash, row = text.rpartition("/")
-    if not slash or not request_id or not row.isdigit() or len(row) > 9:
-        return None
-    return request_id, int(row)
 
 
 def chunks(items: Sequence[object], size: int = KEYS_PER_QUERY) -> Iterator[Sequence[object]]:

@@ -57,17 +57,17 @@ def comparison_rows(engine: sa.Engine, window: int) -> ComparisonRows:
 
 @dataclass(frozen=True)
 class RecentInputs:
-    """The inputs (as received) of the most recent predictions of one run, oldest first, and the oldest's time."""
+    """The inputs (as received) of the most recent predictions of some runs, oldest first, and the oldest's time."""
 
     raw: FloatArray
     since: float | None
 
 
-def recent_inputs(engine: sa.Engine, run_id: str, limit: int) -> RecentInputs:
-    """The last `limit` passengers the run answered, on every worker and replica (GET /monitoring's window)."""
+def recent_inputs(engine: sa.Engine, run_ids: tuple[str, ...], limit: int) -> RecentInputs:
+    """The last `limit` passengers the runs answered, on every worker and replica (GET /monitoring's window)."""
     query = (
         sa.select(predictions.c.pclass, predictions.c.fare, predictions.c.age, predictions.c.at)
-        .where(predictions.c.run_id == run_id)
+        .where(predictions.c.run_id.in_(run_ids))
         .order_by(predictions.c.at.desc())
         .limit(limit)
     )

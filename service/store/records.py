@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from service.pair import ServedPair
+from service.schemas import ErrorItem
 from survival.features import AGE_INDEX, FARE_INDEX, PCLASS_INDEX, FloatArray, fill_missing
 from survival.variants import VariantName
 
@@ -26,6 +27,7 @@ PREDICTION_COLUMNS: Final[tuple[str, ...]] = (
     "passenger_id",
 )
 BOTH: Final[str] = "both"
+KeyKind = Literal["prediction_id", "passenger_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +80,29 @@ def prediction_rows(served: Served) -> list[tuple[Any, ...]]:
             strict=False,
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One outcome as the client sent it: what it names, the outcome, and where it was in the body."""
+
+    kind: KeyKind
+    key: str
+    survived: int
+    where: str  # how a message names it: "outcomes[3]" (JSON) or "row 3" (CSV)
+    id_field: str  # how an error's `field` names its id: "outcomes[3].prediction_id", or the CSV's column
+    survived_field: str
+    row: int | None = None  # the CSV data row (from 1)
+
+    def problem(self, message: str, *, about_survived: bool = False) -> ErrorItem:
+        """An error item about this outcome's id (or its outcome)."""
+        field = self.survived_field if about_survived else self.id_field
+        return ErrorItem(field=field, row=self.row, message=message)
+
+
+def prediction_key(text: str) -> tuple[str, int] | None:
+    """`<request id>/<row>` as (request id, row), or None when it is not one."""
+    request_id, slash, row = text.rpartition("/")
+    if not slash or not request_id or not row.isdigit() or len(row) > 9:
+        return None
+    return request_id, int(row)

@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
+import anyio.to_thread
+import numpy as np
 import sqlalchemy as sa
 
 from service.champion import AnswerMode, Champion, answer_mode
+from service.comparison.report import LabelledPairs, UnlabelledPairs, comparison_report
+from service.comparison.schemas import ComparisonReport
 from service.config import Settings
 from service.errors import ApiError
-from service.store import control, retention
+from service.store import StoreUnavailableError, control, retention
 from service.store.database import StoreError, first_line, make_engine, shown, store_url
 from service.store.metrics import StoreMetrics
-from service.store.outcomes import UNKNOWN, Outcome, Recorded, record_outcomes
-from service.store.reads import ComparisonRows, RecentInputs, comparison_rows, recent_inputs
-from service.store.records import Served
+from service.store.outcomes import UNKNOWN, Recorded, record_outcomes
+from service.store.reads import RecentInputs, comparison_rows, recent_inputs
+from service.store.records import Outcome, Served
 from service.store.tables import SCHEMA_REVISION
 from service.store.writer import PeriodicJob, PredictionWriter
+from survival.variants import VARIANTS
 
 logger = logging.getLogger("service.store")
 RETENTION_EVERY_S: Final[float] = 300.0
+# GET /comparison reuses a comparison this recent instead of reading the store again; a scrape, one up to
+# SCRAPE_MAX_AGE_S old (the gauges move with outcomes, which come back over hours, not seconds).
+COMPARISON_MAX_AGE_S: Final[float] = 1.0
+SCRAPE_MAX_AGE_S: Final[float] = 30.0
 # A concurrent writer may hold SQLite's lock past its busy timeout; an outcome write is tried this many times.
 FEEDBACK_ATTEMPTS: Final[int] = 3
 
@@ -36,6 +46,8 @@ class Store:
     metrics: StoreMetrics
     champion: Champion
     settings: Settings
+    _comparison_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _last_comparison: tuple[float, ComparisonReport] | None = None
 
     @property
     def shown_url(self) -> str:
@@ -60,11 +72,22 @@ class Store:
         mode = answer_mode(stored) if stored is not None else None
         if mode is not None and self.champion.set(mode):
             logger.info("answering with %s (the champion in the store)", mode)
+        self.show_champion()
 
     def switch_champion(self, mode: AnswerMode) -> None:
-        """Make `mode` the champion of every worker and replica (in a thread); this worker follows at once."""
-        control.write_setting(self.engine, control.CHAMPION, mode)
+        """Make `mode` the champion of every worker and replica (in a thread); this worker follows at once.
+        StoreUnavailableError when the store cannot be written (nothing changed)."""
+        try:
+            control.write_setting(self.engine, control.CHAMPION, mode)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailableError(first_line(exc)) from None
         self.champion.set(mode)
+        self.show_champion()
+
+    def show_champion(self) -> None:
+        """The answer_champion gauge: 1 for each model answering /predict now."""
+        for name in VARIANTS:
+            self.metrics.champion.labels(name).set(1 if name in self.champion.names else 0)
 
     def enforce_retention(self) -> None:
         """Delete what STORE_RETENTION_ROWS / _DAYS no longer keep."""
@@ -101,18 +124,66 @@ class Store:
             return recorded
         raise ApiError(503, "the prediction store is busy; nothing was recorded, send again")
 
-    def comparison_rows(self) -> ComparisonRows:
-        """What the comparison needs (in a thread)."""
-        return comparison_rows(self.engine, self.settings.comparison_window)
+    def comparison(self) -> ComparisonReport:
+        """The live comparison over the whole store now (in a thread), and its gauges set from it;
+        StoreUnavailableError when the store cannot be read."""
+        try:
+            rows = comparison_rows(self.engine, self.settings.comparison_window)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailableError(first_line(exc)) from None
+        report = comparison_report(
+            LabelledPairs(rows.labelled_batchnorm, rows.labelled_plain, rows.survived.astype(np.int8)),
+            UnlabelledPairs(rows.unlabelled_batchnorm, rows.unlabelled_plain),
+            rows.n_predictions,
+            self.settings.comparison_window,
+        )
+        self.show_comparison(report)
+        return report
 
-    def recent_inputs(self, run_id: str) -> RecentInputs:
-        """The monitoring window of the run, read from the store (in a thread)."""
-        return recent_inputs(self.engine, run_id, self.settings.monitor_window)
+    async def live_comparison(
+        self, limiter: anyio.CapacityLimiter, max_age_s: float = COMPARISON_MAX_AGE_S
+    ) -> ComparisonReport:
+        """The comparison, computed by this worker at most once per `max_age_s` however many ask (a client polling
+        it in a loop costs one computation a second, not one per request)."""
+        async with self._comparison_lock:
+            last = self._last_comparison
+            if last is not None and time.monotonic() - last[0] < max_age_s:
+                return last[1]
+            report = await anyio.to_thread.run_sync(self.comparison, limiter=limiter)
+            self._last_comparison = (time.monotonic(), report)
+            return report
+
+    def show_comparison(self, report: ComparisonReport) -> None:
+        """The comparison's Prometheus gauges (NaN where the report has no value yet)."""
+        metrics, paired = self.metrics, report.paired
+        metrics.labelled.set(report.n_labelled)
+        for name, scores in report.models.items():
+            metrics.accuracy.labels(name).set(nan_if_none(scores.accuracy))
+        metrics.difference.set(nan_if_none(paired.accuracy_difference))
+        low, high = paired.confidence_sequence or (math.nan, math.nan)
+        metrics.sequence.labels("lower").set(low)
+        metrics.sequence.labels("upper").set(high)
+        metrics.mcnemar_p.set(nan_if_none(paired.mcnemar_p))
+
+    def recent_inputs(self, run_ids: tuple[str, ...]) -> RecentInputs | None:
+        """The monitoring window (the runs' last MONITOR_WINDOW passengers), read from the store (in a thread); None
+        when the store cannot be read (logged), and the worker's own window stands in."""
+        self.writer.flush(self.settings.store_flush_interval_s * 4)  # this worker's latest passengers count too
+        try:
+            return recent_inputs(self.engine, run_ids, self.settings.monitor_window)
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning("prediction store: cannot read the monitoring window: %s", first_line(exc))
+            return None
 
     def close(self, timeout_s: float) -> None:
         """Write what is queued (SIGTERM), then release the connections."""
         self.writer.close(timeout_s)
         self.engine.dispose()
+
+
+def nan_if_none(value: float | None) -> float:
+    """A gauge's value: NaN for a number the report does not have yet."""
+    return math.nan if value is None else value
 
 
 def schema_version(engine: sa.Engine) -> str | None:

@@ -32,9 +32,14 @@ def probe_value(field: Any, default: Any) -> tuple[str, Any]:
     annotation = field.annotation
     if annotation is bool:
         return ("0", False) if default else ("1", True)
-    if annotation in (int, float):
+    # An optional number (`int | None`) is probed as the number.
+    number = next((t for t in (annotation, *getattr(annotation, "__args__", ())) if t in (int, float)), None)
+    if number is not None:
         low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
-        value = default + 1 if annotation is int else default / 2 if default else 0.5
+        if default is None:
+            value = (low or 1) + 1 if number is int else 0.5
+        else:
+            value = default + 1 if number is int else default / 2 if default else 0.5
         if low is not None and value < low:
             value = low
         return str(value), value

@@ -24,7 +24,10 @@ BODIES: Final[list[tuple[str, bytes, dict[str, str]]]] = [
     (
         "/v2/models/batchnorm/infer",
         json.dumps(
-            {"id": "7", "inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP64", "data": [3, 1, 2]}]}
+            {
+                "id": "same-id-1",
+                "inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP64", "data": [3, 1, 2]}],
+            }
         ).encode(),
         JSON,
     ),
@@ -132,7 +135,7 @@ def test_generated_request_ids_are_distinct_32_hex_digits(client: TestClient) ->
 @pytest.mark.parametrize(
     "outputs", [None, [{"name": "survived"}], [{"name": "survived"}, {"name": "survival_probability"}]]
 )
-@pytest.mark.parametrize("request_id", [None, 'quote " and \\ backslash'])
+@pytest.mark.parametrize("request_id", [None, "client.id:7-x"])
 @pytest.mark.parametrize("rows", [1, 64, 65])
 def test_a_v2_json_answer_written_directly_equals_the_codecs(
     model_dir: Path, outputs: list[dict[str, str]] | None, request_id: str | None, rows: int
@@ -159,9 +162,10 @@ def test_a_v2_json_answer_written_directly_equals_the_codecs(
     probs = pair.predict(decoded.raw, decoded.names)["plain"]
     computed = {PROBABILITY: ("FP64", probs), SURVIVED: ("BOOL", probs >= 0.5)}
     tensors = [codec.OutputTensor(name, *computed[name]) for name in decoded.wanted]
+    # The answer's id is the request's: the body's when it names one, else the one the front gave the request.
+    answer_id = decoded.request_id or "a1b2c3"
     answer: dict[str, object] = {"model_name": "plain", "model_version": pair.models["plain"].version}
-    if request_id is not None:
-        answer["id"] = request_id
+    answer["id"] = answer_id
     answer["parameters"] = {"run_id": pair.run_id}
     expected, _ = codec.encode(answer, tensors, set())
-    assert v2.encode(job, decoded, pair, {"plain": probs}).body == expected
+    assert v2.encode(job, decoded, pair, {"plain": probs}, answer_id).body == expected

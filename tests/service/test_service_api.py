@@ -128,7 +128,7 @@ def test_predict_accepts_a_pasted_train_csv_row(client: TestClient) -> None:
 
 def test_predict_model_query_selects_one_model(client: TestClient) -> None:
     body = client.post("/predict?model=plain", json={"pclass": 3, "fare": 7.25, "age": 22}).json()
-    assert list(body["predictions"][0]) == ["plain"]
+    assert list(body["predictions"][0]) == ["id", "plain"]
     assert list(body["models"]) == ["plain"]
     response = client.post("/predict?model=resnet", json={"pclass": 3, "fare": 7.25})
     assert response.status_code == 422

@@ -40,9 +40,13 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 
 @pytest.fixture(scope="module")
-def client(model_dir: Path) -> Iterator[TestClient]:
-    """The real app (lifespan included) with the default monitoring settings, on the session's checkpoints."""
-    with TestClient(create_app(Settings(model_dir=model_dir, monitor_window=WINDOW))) as test_client:
+def client(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The real app (lifespan included) with the default monitoring settings, on the session's checkpoints, and a
+    store of its own: the window is the last WINDOW passengers of the run the store holds, so no other test's may
+    be among them."""
+    store = tmp_path_factory.mktemp("monitoring-store") / "store.db"
+    settings = Settings(model_dir=model_dir, monitor_window=WINDOW, store_url=f"sqlite:///{store}")
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 
