@@ -800,7 +800,8 @@ def part_writer(bench: Bench) -> list[Check]:
     text = (
         f"writer under {wl.load.seconds:.0f} s of load (SQLite): {wl.load.rps:,.0f} req/s, store_queue_depth "
         f"max {wl.max_depth:,} (sampled each second), {wl.written.dropped} dropped, {wl.written.written:,} "
-        f"written, {wl.written.rows:,} rows; {wl.writes:,} writes, mean {mean_write_ms:.1f} ms"
+        f"written, {wl.written.rows:,} rows; {wl.writes:,} writes, mean {mean_write_ms:.1f} ms, in a write "
+        f"{wl.write_seconds / wl.load.seconds:.0%} of the time"
     )
     return [(text, wl.written.complete and wl.load.errors == 0)]
 
