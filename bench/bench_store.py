@@ -590,7 +590,11 @@ def writer_load(wrk: str, work: Path, model_dir: Path, backend: Backend, seconds
         check_predict(server, backend.name)
 
         def sample() -> None:
-            while not stop.wait(1.0):
+            tick = time.monotonic()
+            while True:
+                tick += 1.0  # a fixed clock: a slow scrape under load does not stretch the next wait
+                if stop.wait(max(0.0, tick - time.monotonic())):
+                    return
                 depths.append(server.store_counts()[0])
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -796,7 +800,7 @@ def part_writer(bench: Bench) -> list[Check]:
     print(f"\n4. the writer under {seconds:g} s of /predict load (SQLite)")
     wl = writer_load(bench.wrk, bench.work, bench.model_dir, bench.sqlite, seconds)
     mean_write_ms = wl.write_seconds / wl.writes * 1e3 if wl.writes else 0.0
-    print(f"store_queue_depth each second: {wl.depths}")
+    print(f"store_queue_depth each second ({len(wl.depths)} samples): {wl.depths}")
     text = (
         f"writer under {wl.load.seconds:.0f} s of load (SQLite): {wl.load.rps:,.0f} req/s, store_queue_depth "
         f"max {wl.max_depth:,} (sampled each second), {wl.written.dropped} dropped, {wl.written.written:,} "

@@ -62,7 +62,7 @@ def test_bench_store_quick_runs_every_part_and_prints_its_figures(model_dir: Pat
     big_feedback = r"POST /feedback, 10,000 outcomes, JSON, into the store of 20,000 predictions, 2,000 labelled "
     assert re.search(big_feedback + r"\(SQLite\): \d+ ms", out), out
 
-    depths = re.search(r"store_queue_depth each second: \[([\d, ]*)\]", out)
+    depths = re.search(r"store_queue_depth each second \(\d+ samples\): \[([\d, ]*)\]", out)
     assert depths is not None, out
     assert len(depths[1].split(",")) >= 3, depths[0]  # about 5 s of load, sampled each second
     writer = re.search(
