@@ -121,11 +121,14 @@ def matched_predictions(
     """Each named key's recorded predictions (a passenger id may name several)."""
     found: dict[tuple[KeyKind, str], list[Any]] = {}
     by_id = {prediction_key(o.key): key for key, o in wanted.items() if o.kind == "prediction_id"}
-    ids = [k for k in by_id if k is not None]
-    for part in chunks(ids):
-        query = sa.select(*COPIED).where(sa.tuple_(predictions.c.request_id, predictions.c.row_index).in_(part))
-        for row in connection.execute(query):
-            found.setdefault(by_id[(row.request_id, row.row_index)], []).append(row)
+    request_ids = list({k[0] for k in by_id if k is not None})
+    for part in chunks(request_ids):
+        # By request id, which the primary key's index finds; SQLite scans the whole table for a
+        # (request_id, row_index) IN (VALUES ...) list (bench/bench_store.py, part 2). The rows are picked here.
+        for row in connection.execute(sa.select(*COPIED).where(predictions.c.request_id.in_(part))):
+            key = by_id.get((row.request_id, row.row_index))
+            if key is not None:
+                found.setdefault(key, []).append(row)
     passengers = [o.key for o in wanted.values() if o.kind == "passenger_id"]
     for part in chunks(passengers):
         query = sa.select(*COPIED, predictions.c.passenger_id).where(predictions.c.passenger_id.in_(part))
@@ -136,10 +139,11 @@ def matched_predictions(
 
 def recorded_outcomes(connection: sa.Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
     """The outcomes already recorded for these predictions."""
+    wanted = set(keys)
     recorded: dict[tuple[str, int], int] = {}
-    for part in chunks(keys):
+    for part in chunks(list({request_id for request_id, _ in keys})):
         query = sa.select(outcomes.c.request_id, outcomes.c.row_index, outcomes.c.survived).where(
-            sa.tuple_(outcomes.c.request_id, outcomes.c.row_index).in_(part)
+            outcomes.c.request_id.in_(part)
         )
         recorded.update({(r.request_id, r.row_index): r.survived for r in connection.execute(query)})
-    return recorded
+    return {key: survived for key, survived in recorded.items() if key in wanted}

@@ -24,15 +24,31 @@ class ComparisonRows:
     n_predictions: int
 
 
+LABELLED_SQL = "SELECT p_batchnorm, p_plain, survived FROM outcomes ORDER BY predicted_at, request_id, row_index"
+
+
+def driver_rows(connection: sa.Connection, sql: str) -> FloatArray:
+    """A query's rows of numbers, fetched through the driver's own cursor as one float array.
+
+    A hundred thousand SQLAlchemy Row objects handed to NumPy cost far more than the statistics computed on them
+    (NumPy probes every Row for the array protocols); the driver's plain tuples convert at C speed
+    (bench/bench_store.py, part 3).
+    """
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        return np.array(cursor.fetchall(), dtype=np.float64)
+    finally:
+        cursor.close()
+
+
 def comparison_rows(engine: sa.Engine, window: int) -> ComparisonRows:
     """One consistent read of what the comparison needs (the labelled rows come from one table, in time order)."""
     with engine.connect() as connection:
-        # The driver's cursor directly: a hundred thousand rows through SQLAlchemy's Row objects cost more than
-        # the statistics computed on them (bench/bench_store.py).
-        cursor = connection.exec_driver_sql(
-            "SELECT p_batchnorm, p_plain, survived FROM outcomes ORDER BY predicted_at, request_id, row_index"
-        )
-        labelled = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 3)
+        labelled = driver_rows(
+            connection,
+            "SELECT p_batchnorm, p_plain, survived FROM outcomes ORDER BY predicted_at, request_id, row_index",
+        ).reshape(-1, 3)
         n_predictions = connection.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one()
         recent = (
             sa.select(predictions.c.p_batchnorm, predictions.c.p_plain)

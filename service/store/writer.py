@@ -143,6 +143,7 @@ class PredictionWriter:
         while True:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
+            self.metrics.queue_depth.set(self.depth)  # what piled up since the last wake-up
             stopping = self._stop.is_set()
             try:
                 self._write_queued(final=stopping)
@@ -159,17 +160,22 @@ class PredictionWriter:
         # written or dropped, otherwise a failed one waits for the next wake-up.
         while True:
             pending = self._pending
-            while self._queue and len(pending.rows) < ROWS_PER_TRANSACTION:
+            batch: list[Served] = []
+            size = len(pending.rows)
+            while self._queue and size < ROWS_PER_TRANSACTION:
                 served = self._queue.popleft()
                 if served.request_id in pending.request_ids:
                     pending.skipped += served.rows
                     continue
                 pending.request_ids.add(served.request_id)
-                pending.rows.extend(prediction_rows(served))
+                batch.append(served)
+                size += served.rows
                 run_id = served.pair.run_id
                 if run_id not in self._known_runs:
                     models = served.pair.models
                     pending.runs[run_id] = (models["batchnorm"].version, models["plain"].version)
+            if batch:
+                pending.rows.extend(prediction_rows(batch))
             if not pending.rows:
                 return
             if not self._write(pending) and not final:

@@ -123,7 +123,7 @@ def test_the_start_up_line_points_to_the_dashboard_the_docs_and_prometheus(model
     try:
         wait_ready(server)
         base = f"http://{HOST}:{server.port}"
-        line = next(row for row in server.stderr.read_text().splitlines() if row.startswith("service: "))
+        line = next(row for row in server.stderr.read_text().splitlines() if row.startswith("service: the dashboard"))
         for path in ("/metrics", "/docs", "/metrics/prometheus"):
             assert f"{base}{path}" in line
             assert server.request("GET", path).status == 200, path
