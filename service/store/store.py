@@ -20,12 +20,13 @@ from service.config import Settings
 from service.errors import ApiError
 from service.store import StoreUnavailableError, control, retention
 from service.store.database import StoreError, first_line, make_engine, shown, store_url
+from service.store.jobs import OncePer, PeriodicJob, run_job
 from service.store.metrics import StoreMetrics
 from service.store.outcomes import UNKNOWN, Recorded, record_outcomes
 from service.store.reads import RecentInputs, comparison_rows, recent_inputs
 from service.store.records import Outcome, Served
 from service.store.tables import SCHEMA_REVISION
-from service.store.writer import OncePer, PeriodicJob, PredictionWriter, run_job
+from service.store.writer import PredictionWriter
 from survival.variants import VARIANTS
 
 logger = logging.getLogger("service.store")

@@ -10,11 +10,9 @@ at most once per LOG_EVERY_S.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
@@ -22,48 +20,19 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from service.store.database import first_line, placeholder
+from service.store.jobs import LOG_EVERY_S, PeriodicJob, run_job
 from service.store.metrics import StoreMetrics
 from service.store.records import PREDICTION_COLUMNS, Served, prediction_rows
 
 logger = logging.getLogger("service.store")
 # A batch the database refused is tried this many times (one flush interval apart) before it is dropped.
 MAX_ATTEMPTS: Final[int] = 3
-# At most one log line per this many seconds about predictions that could not be written.
-LOG_EVERY_S: Final[float] = 60.0
 # Rows per INSERT transaction: bounds one transaction's size (and a SQLite writer's lock) after a backlog.
 ROWS_PER_TRANSACTION: Final[int] = 20_000
 # Rows per INSERT statement: 13 values each stay under SQLite's (32,766) and PostgreSQL's (65,535) parameter limits.
 ROWS_PER_STATEMENT: Final[int] = 500
 # Request ids per IN (...) list when looking for ids already recorded: under SQLite's and PostgreSQL's limits.
 IDS_PER_QUERY: Final[int] = 500
-
-
-class OncePer:
-    """Says yes at most once per `seconds`: what keeps a database outage from writing a log line per attempt."""
-
-    def __init__(self, seconds: float = LOG_EVERY_S) -> None:
-        self.seconds = seconds
-        self._last = -math.inf
-
-    def ready(self) -> bool:
-        """Whether a line may be written now (and if so, the next one waits `seconds`)."""
-        now = time.monotonic()
-        if now - self._last < self.seconds:
-            return False
-        self._last = now
-        return True
-
-
-@dataclass
-class PeriodicJob:
-    """Work a store thread runs every `every_s` seconds (its failures are logged at most once per LOG_EVERY_S,
-    never raised)."""
-
-    name: str
-    every_s: float
-    run: Callable[[], None]
-    due: float = 0.0
-    log: OncePer = field(default_factory=OncePer)
 
 
 @dataclass
@@ -279,20 +248,6 @@ class PredictionWriter:
                 continue
             job.due = now + job.every_s
             run_job(job)
-
-
-def run_job(job: PeriodicJob) -> None:
-    """Run a periodic job once; a failure is logged (a database error in one line), never raised."""
-    try:
-        job.run()
-    except sa.exc.SQLAlchemyError as exc:
-        if job.log.ready():
-            logger.warning(
-                "prediction store: %s failed (said once per %.0f s): %s", job.name, LOG_EVERY_S, first_line(exc)
-            )
-    except Exception:
-        if job.log.ready():
-            logger.exception("prediction store: %s failed", job.name)
 
 
 @dataclass(frozen=True)
