@@ -70,7 +70,7 @@ from typing import Any, Final
 import numpy as np
 import sqlalchemy as sa
 from bench_service import WRK_SCRIPT, Load, batch_body, run_wrk, verdict
-from server import BENCH_DIR, HOST, READY_TIMEOUT_S, REPO_ROOT, free_port, models_or_quick_pair, ready
+from server import HOST, REPO_ROOT, free_port, models_or_quick_pair, started
 
 from service.config import Settings
 from service.store.database import make_engine, store_url
@@ -85,7 +85,6 @@ TARGET_ON_VS_OFF: Final[float] = 0.90
 TARGET_FEEDBACK_S: Final[float] = 1.0
 TARGET_COMPARISON_MS: Final[float] = 250.0
 DRAIN_TIMEOUT_S: Final[float] = 60.0
-LOG_TAIL_CHARS: Final[int] = 4000
 OFF: Final[str] = "store off"
 FILL_RUN_ID: Final[str] = "bench-fill"
 OUTCOME_COLUMNS: Final[tuple[str, ...]] = (
@@ -166,42 +165,10 @@ def service(model_dir: Path, work: Path, name: str, url: str) -> Iterator[Servic
     """`python -m service` (one worker, shipped settings) with STORE_URL=`url` until the block ends; it is sent
     SIGTERM then (a block that killed it already is fine)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "MODEL_DIR": str(model_dir),
-        "PYTHONPATH": os.pathsep.join((str(BENCH_DIR), str(REPO_ROOT))),
-        "HOST": HOST,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "STORE_URL": url,
-    }
+    settings = {"MODEL_DIR": str(model_dir), "PORT": str(port), "WEB_CONCURRENCY": "1", "STORE_URL": url}
     log_path = work / f"{name}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not ready(port):
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name}: the server exited with status {proc.returncode}:\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name}: not ready within {READY_TIMEOUT_S:.0f} s:\n{log_path.read_text()}")
-            time.sleep(0.1)
+    with started(log_path, settings) as proc:
         yield Service(proc, port, log_path)
-    except Exception:
-        status = "running" if proc.poll() is None else f"exited with status {proc.returncode}"
-        print(f"--- {name}: the server ({status}), the end of its log ---", file=sys.stderr)
-        print(log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:], file=sys.stderr)
-        raise
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def check_predict(server: Service, name: str) -> None:

@@ -51,23 +51,21 @@ def ready(port: int) -> bool:
         conn.close()
 
 
+# What a failed start shows of the server's log.
+LOG_TAIL_CHARS: Final[int] = 4000
+
+
 @contextmanager
-def serving(app: str, model_dir: Path, log_path: Path, access_log: bool = True) -> Iterator[tuple[int, int]]:
-    """Run `python -m service --app APP` (one worker, the shipped settings; APP from bench/ or the repo) until the
-    block ends; its access log and other output go to `log_path`. Yields (port, pid) when ready."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "service", "--app", app]
-    env = {
-        **os.environ,
-        "MODEL_DIR": str(model_dir),
-        "PYTHONPATH": os.pathsep.join((str(BENCH_DIR), str(REPO_ROOT))),
-        "HOST": HOST,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "ACCESS_LOG": "1" if access_log else "0",
-    }
+def started(log_path: Path, settings: dict[str, str], args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `python -m service ARGS` with `settings` (PORT among them) on top of the environment until the block
+    ends (SIGTERM; a block that killed it already is fine); its output goes to `log_path`. Yields the process once
+    /ready answers; a failure in the block prints the end of the log."""
+    port = int(settings["PORT"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(BENCH_DIR), str(REPO_ROOT))), "HOST": HOST, **settings}
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", *args], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not ready(port):
@@ -75,12 +73,33 @@ def serving(app: str, model_dir: Path, log_path: Path, access_log: bool = True) 
                 raise RuntimeError(f"the server exited with status {proc.returncode}:\n{log_path.read_text()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server was not ready within {READY_TIMEOUT_S:.0f} s:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield port, proc.pid
+            time.sleep(0.1)
+        yield proc
+    except Exception:
+        status = "running" if proc.poll() is None else f"exited with status {proc.returncode}"
+        print(f"--- the server ({status}), the end of its log ---", file=sys.stderr)
+        print(log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:], file=sys.stderr)
+        raise
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def serving(app: str, model_dir: Path, log_path: Path, access_log: bool = True) -> Iterator[tuple[int, int]]:
+    """Run `python -m service --app APP` (one worker, the shipped settings; APP from bench/ or the repo) until the
+    block ends; its access log and other output go to `log_path`. Yields (port, pid) when ready."""
+    port = free_port()
+    settings = {
+        "MODEL_DIR": str(model_dir),
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "ACCESS_LOG": "1" if access_log else "0",
+    }
+    with started(log_path, settings, ("--app", app)) as proc:
+        yield port, proc.pid
