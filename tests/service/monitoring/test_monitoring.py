@@ -251,8 +251,10 @@ def test_invalid_requests_are_not_in_the_window_and_filled_values_count_as_missi
     assert fare["n_window"] == WINDOW - 5
 
 
-def test_a_small_window_reports_not_enough_data(model_dir: Path, training_rows: FloatArray) -> None:
-    with TestClient(create_app(Settings(model_dir=model_dir, monitor_min_window=50))) as fresh:
+def test_a_small_window_reports_not_enough_data(model_dir: Path, training_rows: FloatArray, tmp_path: Path) -> None:
+    # A store of its own: the window is what the store holds of the run, and other tests served the same run.
+    settings = Settings(model_dir=model_dir, monitor_min_window=50, store_url=f"sqlite:///{tmp_path}/store.db")
+    with TestClient(create_app(settings)) as fresh:
         empty = fresh.get("/monitoring").json()
         assert empty["window"]["size"] == 0
         assert empty["window"]["since"] is None
