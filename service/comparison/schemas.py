@@ -55,7 +55,11 @@ class PairedComparison(BaseModel):
 
 
 class RecentComparison(BaseModel):
-    """The same scores and paired comparison over the most recent `window` labelled pairs only."""
+    """The same scores and paired comparison over the most recent `window` labelled pairs only.
+
+    A sliding window is another stream at every read, so its confidence sequence is not anytime-valid across reads;
+    the verdict never uses it.
+    """
 
     n: int = Field(ge=0, description="Labelled pairs in the recent window (at most `window`).")
     models: dict[VariantName, ModelScores] = Field(description="Each model over the recent labelled pairs.")
