@@ -142,6 +142,7 @@ accuracy by about &plusmn;3 points. The study below measures that spread.</p></s
 <script src="/static/chart.umd.min.js"></script>
 <script src="/static/dashboard.js"></script>
 <script src="/static/study.js"></script>
+<script src="/static/charts.js"></script>
 <script src="/static/monitoring.js"></script>
 <script src="/static/comparison.js"></script>
 </body></html>

@@ -8,14 +8,7 @@
   const NEUTRAL = "#7f7f7f";
   const REFRESH_MS = 30000;
 
-  function chart(id, config) {
-    const canvas = document.getElementById(id);
-    const old = Chart.getChart(canvas);
-    if (old) old.destroy();
-    config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options);
-    new Chart(canvas, config);
-    canvas.dataset.rendered = "true";
-  }
+  const chart = window.dashboardChart; // static/charts.js
 
   const count = (n) => Number(n).toLocaleString("en-US");
   const plural = (n, word) => `${count(n)} ${word}${n === 1 ? "" : "s"}`;

@@ -7,14 +7,7 @@
   const MODEL_LABELS = { batchnorm: "with BN", plain: "without BN" };
   const FEATURE_LABELS = { pclass: "Pclass", fare: "Fare", age: "Age", age_missing: "Age missing" };
 
-  function chart(id, config) {
-    const canvas = document.getElementById(id);
-    const old = Chart.getChart(canvas);
-    if (old) old.destroy();
-    config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options);
-    new Chart(canvas, config);
-    canvas.dataset.rendered = "true";
-  }
+  const chart = window.dashboardChart; // static/charts.js
 
   // Fares run from 0 to 512 with most passengers under 30: on a linear axis they fill a sixth of the width, so
   // the Fare chart's axis is logarithmic. A log axis has no 0, so fares below LOG_FLOOR are drawn at it (the
