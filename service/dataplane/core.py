@@ -8,10 +8,10 @@ KServe's `protocol/dataplane.py` split the work the same way.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar, TypeVarTuple
 
 import anyio.to_thread
 from starlette.types import Receive
@@ -74,6 +74,8 @@ class Decoded(Protocol):
 
 
 JobT = TypeVar("JobT")
+ResultT = TypeVar("ResultT")
+Args = TypeVarTuple("Args")
 OutT = TypeVar("OutT", bound=Decoded)
 
 
@@ -150,6 +152,26 @@ class InferenceCore:
         # With the store on, both models score every request (one fused network), so the store can compare them.
         self.recording = recording(settings.store_url)
 
+    async def read(self, head: RequestHead, receive: Receive, note: RequestNote) -> bytes:
+        """The request's whole body, within MAX_BODY_BYTES (413 from the declared length or as soon as it grows
+        over it)."""
+        declared_too_large(head, self.max_body_bytes)
+        body = await read_body(receive, self.max_body_bytes)
+        note.body_read = True
+        return body
+
+    async def by_size(self, size: int, work: Callable[[*Args], ResultT], *args: *Args) -> ResultT:
+        """`work(*args)` for a body of `size` bytes: on the event loop when small, else in the batch thread.
+
+        All per-row work of a big body runs off the event loop, one big body at a time: a second thread would only
+        compete for the GIL with the loop, which keeps serving small requests. The bodies waiting for it are bounded
+        (BatchQueue: a 503 with Retry-After past the bound).
+        """
+        if size <= self.inline_max_bytes:
+            return work(*args)
+        with self.queue.place(size):
+            return await anyio.to_thread.run_sync(work, *args, limiter=self.state.batch_limiter)
+
     async def infer(
         self,
         codec: Codec[JobT, OutT],
@@ -162,18 +184,8 @@ class InferenceCore:
         """Answer one request: its head checked, its body read (bounded), computed, counted, noted and monitored."""
         pair = self.state.pair.require()  # read once: the whole answer comes from one run
         job = codec.prepare(head, pair, query, route)
-        declared_too_large(head, self.max_body_bytes)
-        body = await read_body(receive, self.max_body_bytes)
-        note.body_read = True
-        if len(body) > self.inline_max_bytes:
-            # All per-row work off the event loop, one big body at a time: a second thread would only compete for
-            # the GIL with the loop, which keeps serving small requests. The bodies waiting for it are bounded.
-            with self.queue.place(len(body)):
-                computed = await anyio.to_thread.run_sync(
-                    compute, codec, job, body, pair, note.request_id, self.recording, limiter=self.state.batch_limiter
-                )
-        else:
-            computed = compute(codec, job, body, pair, note.request_id, self.recording)
+        body = await self.read(head, receive, note)
+        computed = await self.by_size(len(body), compute, codec, job, body, pair, note.request_id, self.recording)
         decoded = computed.decoded
         raw, names = decoded.raw, decoded.names
         rows = raw.shape[0]

@@ -11,9 +11,9 @@ from typing import Final
 import anyio.to_thread
 from starlette.types import Receive
 
-from service.dataplane.core import Answer, RouteMatch
+from service.dataplane.core import Answer, InferenceCore, RouteMatch
 from service.dataplane.feedback_input import parse_csv_outcomes, parse_json_outcomes
-from service.dataplane.head import RequestHead, csv_or_json, declared_too_large, read_body
+from service.dataplane.head import RequestHead, csv_or_json
 from service.errors import ApiError
 from service.note import RequestNote
 from service.routes.feedback import FeedbackAnswer
@@ -32,12 +32,10 @@ def parse_outcomes(body: bytes, csv_body: bool, max_outcomes: int) -> list[Outco
 class FeedbackHandler:
     """Answers POST /feedback for one app."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, core: InferenceCore) -> None:
         self.state = state
-        settings = state.settings
-        self.max_body_bytes = settings.max_body_bytes
-        self.inline_max_bytes = settings.inline_max_bytes
-        self.max_outcomes = settings.max_feedback_outcomes
+        self.core = core  # its bounded body reading and batch thread
+        self.max_outcomes = state.settings.max_feedback_outcomes
 
     async def handle(self, head: RequestHead, receive: Receive, query: bytes, note: RequestNote) -> Answer:
         """Check the head, read the body (bounded), parse it, record the outcomes; the answer."""
@@ -47,15 +45,8 @@ class FeedbackHandler:
         if query:
             raise ApiError(422, "POST /feedback takes no query parameters")
         csv_body = csv_or_json(head)
-        declared_too_large(head, self.max_body_bytes)
-        body = await read_body(receive, self.max_body_bytes)
-        note.body_read = True
-        if len(body) > self.inline_max_bytes:
-            given = await anyio.to_thread.run_sync(
-                parse_outcomes, body, csv_body, self.max_outcomes, limiter=self.state.batch_limiter
-            )
-        else:
-            given = parse_outcomes(body, csv_body, self.max_outcomes)
+        body = await self.core.read(head, receive, note)
+        given = await self.core.by_size(len(body), parse_outcomes, body, csv_body, self.max_outcomes)
         recorded = await anyio.to_thread.run_sync(store.feedback, given, limiter=self.state.store_limiter)
         note.rows = recorded.outcomes
         answer = FeedbackAnswer(

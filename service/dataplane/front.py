@@ -64,7 +64,7 @@ class DataPlane:
         self.core = InferenceCore(state)
         self.predict = PredictCodec(state.settings.max_batch_size, state.champion)
         self.v2 = V2Codec(state.settings.max_batch_size)
-        self.feedback = FeedbackHandler(state)
+        self.feedback = FeedbackHandler(state, self.core)
         self.check_keys = state.keys.enabled
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, route: RouteMatch, note: RequestNote) -> None:
