@@ -3,12 +3,11 @@ shadow. Set by ANSWER at start, switched at run time by PUT /admin/champion thro
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
+from typing import Literal, get_args
 
 from survival.variants import VARIANTS, VariantName
 
 AnswerMode = Literal["both", "batchnorm", "plain"]
-ANSWER_MODES: Final[tuple[str, ...]] = get_args(AnswerMode)
 
 
 class Champion:

@@ -55,11 +55,6 @@ class Store:
     _closing: threading.Event = field(default_factory=threading.Event)
     _window_log: OncePer = field(default_factory=OncePer)
 
-    @property
-    def shown_url(self) -> str:
-        """STORE_URL without its password."""
-        return shown(self.engine.url)
-
     def start(self) -> None:
         """Start the writer's thread (with the champion's poll) and retention's own thread."""
         settings = self.settings
